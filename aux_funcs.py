@@ -1,0 +1,121 @@
+"""Data handling and plotting for tf-lstm-char: plain numpy and matplotlib, no TensorFlow.
+
+The training script reads a text with `load`, turns it into integer ids once with
+`text_to_ids`, and cuts it into time-major one-hot windows with `batch_generator`;
+`plot` draws the loss history to a PNG.
+"""
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def load(path, encoding="utf-8"):
+    """Read a text file and build its character vocabulary.
+
+    Returns (text, char_to_idx, idx_to_char, vocab_size). The vocabulary is sorted, so the
+    same text always gives the same ids, on any machine and in any run.
+    """
+    with open(path, encoding=encoding) as handle:
+        text = handle.read()
+    chars = sorted(set(text))
+    char_to_idx = {ch: i for i, ch in enumerate(chars)}
+    idx_to_char = {i: ch for i, ch in enumerate(chars)}
+    return text, char_to_idx, idx_to_char, len(chars)
+
+
+def text_to_ids(text, char_to_idx):
+    """Map every character of `text` to its vocabulary id, in one vectorized step.
+
+    The ids come back in the smallest unsigned integer type that holds the vocabulary
+    (one byte per character for up to 256 distinct characters).
+    """
+    vocab_codes = np.array([ord(ch) for ch in sorted(char_to_idx, key=char_to_idx.get)],
+                           dtype=np.uint32)
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    if np.any(np.diff(vocab_codes.astype(np.int64)) <= 0):
+        raise ValueError("char_to_idx must number the characters in sorted order")
+    ids = np.searchsorted(vocab_codes, codes)
+    if len(codes) and (ids.max() >= len(vocab_codes) or np.any(vocab_codes[ids] != codes)):
+        raise ValueError("text has characters that are not in the vocabulary")
+    return ids.astype(np.min_scalar_type(max(len(vocab_codes) - 1, 0)))
+
+
+def encode(seq, vocab_size):
+    """One-hot encode a sequence of ids: shape (len(seq), vocab_size), float32."""
+    seq = np.asarray(seq, dtype=np.int64)
+    one_hot = np.zeros((len(seq), vocab_size), dtype=np.float32)
+    one_hot[np.arange(len(seq)), seq] = 1.0
+    return one_hot
+
+
+def batch_generator(ids, seq_length, vocab_size, position=0):
+    """Yield (position, inputs, targets) windows over `ids`, forever, in reading order.
+
+    `inputs` is ids[position:position + seq_length] and `targets` the same window shifted
+    by one character, both one-hot and time-major: shape (seq_length, 1, vocab_size).
+    The next window starts where this one ended. When fewer than seq_length + 1 ids are
+    left, reading wraps to the start of the text (position 0), as the original does; a
+    caller that carries the LSTM state resets it there.
+    """
+    if len(ids) < seq_length + 1:
+        raise ValueError(
+            f"text of {len(ids)} characters is too short for windows of {seq_length} + 1")
+    while True:
+        if position + seq_length + 1 > len(ids):
+            position = 0
+        window = ids[position:position + seq_length + 1]
+        inputs = encode(window[:-1], vocab_size)[:, np.newaxis, :]
+        targets = encode(window[1:], vocab_size)[:, np.newaxis, :]
+        yield position, inputs, targets
+        position += seq_length
+
+
+def epoch_starts(it, it_per_epoch):
+    """Iterations at which an epoch starts, up to and including iteration `it`."""
+    return [round(k * it_per_epoch) for k in range(int(it // it_per_epoch) + 1)]
+
+
+def fitted_ylim(*series):
+    """Y-axis limits that show every value of the series with a small margin, floored at 0."""
+    low = min(float(np.min(values)) for values in series)
+    high = max(float(np.max(values)) for values in series)
+    margin = 0.05 * (high - low) or 0.1
+    return max(low - margin, 0.0), high + margin
+
+
+def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, text_name, plots_dir="plots"):
+    """Draw the raw and smoothed loss, with a marker at each epoch, to a PNG.
+
+    `loss_hist` and `smooth_loss_hist` hold one value per iteration, index 0 being the
+    loss before training; `it` is the last iteration done. The file is
+    `<plots_dir>/<text_name>_loss.png`; it is written under a temporary name and then
+    renamed, so a reader never sees half a picture. Returns the path.
+    """
+    fig = Figure(figsize=(10, 5), dpi=100)
+    ax = fig.subplots()
+    steps = np.arange(len(loss_hist))
+    ax.plot(steps, loss_hist, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
+    ax.plot(steps, smooth_loss_hist, color="tab:blue", linewidth=1.8,
+            label="smoothed loss (0.999 moving average)")
+    epochs = [s for s in epoch_starts(it, it_per_epoch) if s < len(smooth_loss_hist)]
+    ax.plot(epochs, [smooth_loss_hist[s] for s in epochs], linestyle="", marker="o",
+            color="tab:red", label="start of an epoch")
+    ax.set_ylim(*fitted_ylim(loss_hist, smooth_loss_hist))
+    ax.set_xlim(0, max(len(loss_hist) - 1, 1))
+    ax.set_title(f"Training loss on {text_name}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    os.makedirs(plots_dir, exist_ok=True)
+    path = os.path.join(plots_dir, f"{text_name}_loss.png")
+    tmp_path = os.path.join(plots_dir, f".{text_name}_loss.png.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp_path, format="png")
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+    return path

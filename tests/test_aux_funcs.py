@@ -1,0 +1,127 @@
+import math
+import os
+
+import numpy as np
+import pytest
+
+import aux_funcs
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("hello, world\nhéllo\n", encoding="utf-8")
+    return path
+
+
+def test_load_builds_a_sorted_vocabulary(text_file):
+    text, char_to_idx, idx_to_char, vocab_size = aux_funcs.load(text_file)
+    assert text == "hello, world\nhéllo\n"
+    assert vocab_size == len(set(text)) == 11
+    assert [idx_to_char[i] for i in range(vocab_size)] == sorted(set(text))
+    assert all(idx_to_char[char_to_idx[ch]] == ch for ch in text)
+
+
+def test_load_reads_with_the_given_encoding(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("café".encode("latin-1"))
+    with pytest.raises(UnicodeDecodeError):
+        aux_funcs.load(path)
+    text, _, _, _ = aux_funcs.load(path, encoding="latin-1")
+    assert text == "café"
+
+
+def test_text_to_ids_matches_the_vocabulary(text_file):
+    text, char_to_idx, idx_to_char, _ = aux_funcs.load(text_file)
+    ids = aux_funcs.text_to_ids(text, char_to_idx)
+    assert ids.dtype == np.uint8
+    assert ids.tolist() == [char_to_idx[ch] for ch in text]
+    assert "".join(idx_to_char[i] for i in ids) == text
+
+
+def test_text_to_ids_widens_for_a_large_vocabulary():
+    text = "".join(chr(0x4E00 + i) for i in range(300)) + "一"
+    char_to_idx = {ch: i for i, ch in enumerate(sorted(set(text)))}
+    ids = aux_funcs.text_to_ids(text, char_to_idx)
+    assert ids.dtype == np.uint16
+    assert ids[-1] == 0 and ids[299] == 299
+
+
+def test_text_to_ids_refuses_unknown_characters():
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        aux_funcs.text_to_ids("abz", {"a": 0, "b": 1})
+
+
+def test_encode_is_one_hot_float32():
+    encoded = aux_funcs.encode([2, 0, 2, 1], 4)
+    assert encoded.shape == (4, 4)
+    assert encoded.dtype == np.float32
+    assert encoded.sum(axis=1).tolist() == [1, 1, 1, 1]
+    assert encoded.argmax(axis=1).tolist() == [2, 0, 2, 1]
+
+
+def test_batch_generator_gives_consecutive_time_major_windows():
+    ids = np.arange(23) % 7
+    batches = aux_funcs.batch_generator(ids, 5, 7)
+    position, inputs, targets = next(batches)
+    assert position == 0
+    assert inputs.shape == targets.shape == (5, 1, 7)
+    assert inputs.dtype == np.float32
+    assert inputs[:, 0].argmax(axis=1).tolist() == ids[0:5].tolist()
+    assert targets[:, 0].argmax(axis=1).tolist() == ids[1:6].tolist()
+    position, inputs, _ = next(batches)
+    assert position == 5
+    assert inputs[:, 0].argmax(axis=1).tolist() == ids[5:10].tolist()
+
+
+def test_batch_generator_wraps_to_the_start():
+    ids = np.arange(16) % 4
+    positions = [next_batch[0] for next_batch, _ in
+                 zip(aux_funcs.batch_generator(ids, 5, 4), range(5))]
+    # 16 ids hold three windows of 5 (each needing one more id for its targets).
+    assert positions == [0, 5, 10, 0, 5]
+
+
+def test_batch_generator_starts_where_asked():
+    ids = np.arange(30) % 3
+    position, inputs, _ = next(aux_funcs.batch_generator(ids, 4, 3, position=8))
+    assert position == 8
+    assert inputs[:, 0].argmax(axis=1).tolist() == ids[8:12].tolist()
+
+
+def test_batch_generator_refuses_a_text_shorter_than_a_window():
+    with pytest.raises(ValueError, match="too short"):
+        next(aux_funcs.batch_generator(np.zeros(5, np.uint8), 5, 1))
+
+
+def test_epoch_starts_advance_with_the_iteration():
+    assert aux_funcs.epoch_starts(0, 1251.79) == [0]
+    assert aux_funcs.epoch_starts(1251, 1251.79) == [0]
+    assert aux_funcs.epoch_starts(1252, 1251.79) == [0, 1252]
+    assert aux_funcs.epoch_starts(4000, 1251.79) == [0, 1252, 2504, 3755]
+
+
+def test_fitted_ylim_shows_a_starting_loss_above_five():
+    start = math.log(200)
+    low, high = aux_funcs.fitted_ylim([start, 3.0, 2.5], [start, 4.9, 4.0])
+    assert high > start > 5
+    assert 0 <= low < 2.5
+
+
+def test_plot_writes_a_png_and_no_temporary_file(tmp_path):
+    loss = [4.2, 3.9, 3.1, 2.8, 2.6]
+    smooth = [4.2, 4.19, 4.18, 4.17, 4.16]
+    path = aux_funcs.plot(loss, smooth, 4, 2.5, "tiny", str(tmp_path / "plots"))
+    assert path == os.path.join(str(tmp_path / "plots"), "tiny_loss.png")
+    with open(path, "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path / "plots") == ["tiny_loss.png"]
+
+
+def test_plot_replaces_an_earlier_plot(tmp_path):
+    first = aux_funcs.plot([4.0, 3.0], [4.0, 3.9], 1, 10, "t", str(tmp_path))
+    before = open(first, "rb").read()
+    second = aux_funcs.plot([4.0, 3.0, 2.0, 1.0], [4.0, 3.9, 3.8, 3.7], 3, 10, "t",
+                            str(tmp_path))
+    assert second == first
+    assert open(second, "rb").read() != before

@@ -1,10 +1,15 @@
-"""Data handling and plotting for tf-lstm-char: plain numpy and matplotlib, no TensorFlow.
+"""Data handling, plotting and checkpoint files for tf-lstm-char: numpy and matplotlib only.
 
 The training script reads a text with `load`, turns it into integer ids once with
 `text_to_ids`, and cuts it into time-major one-hot windows with `batch_generator`;
-`plot` draws the loss history to a PNG.
+`plot` draws the loss history to a PNG. Beside each TensorFlow checkpoint the script keeps
+what the graph does not hold (vocabulary, options, position, carried state, losses) with
+`save_run_state`, and names the latest checkpoint with `write_checkpoint_list`.
 """
+import hashlib
+import json
 import os
+import re
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -110,12 +115,92 @@ def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, text_name, plots_dir="pl
     ax.legend(loc="best")
     os.makedirs(plots_dir, exist_ok=True)
     path = os.path.join(plots_dir, f"{text_name}_loss.png")
-    tmp_path = os.path.join(plots_dir, f".{text_name}_loss.png.{os.getpid()}.tmp")
+    write_atomically(path, lambda handle: fig.savefig(handle, format="png"))
+    return path
+
+
+def write_atomically(path, write):
+    """Call write(binary file handle) on a temporary file beside `path`, then rename it.
+
+    A reader, or a crash half-way, sees either the old file or the complete new one; a
+    failed write leaves no temporary file behind.
+    """
+    folder, name = os.path.split(path)
+    tmp_path = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp_path, format="png")
+        with open(tmp_path, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
             os.unlink(tmp_path)
         raise
-    return path
+
+
+def sha256_of_file(path):
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_run_state(prefix, info, arrays):
+    """Write `<prefix>.json` (info: plain JSON values) and `<prefix>.npz` (named arrays)."""
+    write_atomically(prefix + ".npz", lambda handle: np.savez(handle, **arrays))
+    text = json.dumps(info, indent=1, ensure_ascii=False) + "\n"
+    write_atomically(prefix + ".json", lambda handle: handle.write(text.encode("utf-8")))
+
+
+def load_run_state(prefix):
+    """Read back what `save_run_state` wrote: (info, {name: array})."""
+    with open(prefix + ".json", encoding="utf-8") as handle:
+        info = json.load(handle)
+    with np.load(prefix + ".npz", allow_pickle=False) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    return info, arrays
+
+
+CHECKPOINT_LIST = "checkpoint"
+
+
+def write_checkpoint_list(save_dir, names):
+    """Name the kept checkpoints in `<save_dir>/checkpoint`, the newest last.
+
+    The file has the text format TensorFlow's own `tf.train.latest_checkpoint` reads, so the
+    folder can be opened with TensorFlow's tools too. It is written last, atomically: a
+    checkpoint counts only once it is listed here.
+    """
+    lines = [f'model_checkpoint_path: "{names[-1]}"']
+    lines += [f'all_model_checkpoint_paths: "{name}"' for name in names]
+    text = "\n".join(lines) + "\n"
+    write_atomically(os.path.join(save_dir, CHECKPOINT_LIST),
+                     lambda handle: handle.write(text.encode("utf-8")))
+
+
+def read_checkpoint_list(save_dir):
+    """The checkpoint names listed in `<save_dir>/checkpoint`, the newest last; [] if none."""
+    try:
+        with open(os.path.join(save_dir, CHECKPOINT_LIST), encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return []
+    names = re.findall(r'^all_model_checkpoint_paths: "([^"]+)"$', text, re.MULTILINE)
+    latest = re.findall(r'^model_checkpoint_path: "([^"]+)"$', text, re.MULTILINE)
+    if latest and latest[0] not in names:
+        names.append(latest[0])
+    return names
+
+
+def char_distribution(logits, temperature=1.0):
+    """Softmax of logits / temperature in float64: probabilities numpy can draw from.
+
+    A temperature below 1 sharpens the distribution towards the most likely character,
+    above 1 flattens it towards uniform; 1 is the network's own softmax.
+    """
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    weights = np.exp(scaled - scaled.max())
+    return weights / weights.sum()

@@ -125,3 +125,62 @@ def test_plot_replaces_an_earlier_plot(tmp_path):
                             str(tmp_path))
     assert second == first
     assert open(second, "rb").read() != before
+
+
+def test_char_distribution_is_the_softmax_at_temperature_one():
+    logits = np.array([1.0, 2.0, 0.5], dtype=np.float32)
+    expected = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(aux_funcs.char_distribution(logits), expected, rtol=1e-6)
+
+
+def test_char_distribution_sharpens_and_flattens_with_temperature():
+    logits = [1.0, 2.0, 0.5]
+    cold = aux_funcs.char_distribution(logits, 0.01)
+    hot = aux_funcs.char_distribution(logits, 100.0)
+    assert cold[1] > 0.999999
+    assert np.ptp(hot) < 0.02
+    np.testing.assert_allclose(cold.sum(), 1.0)
+
+
+def test_run_state_round_trip(tmp_path):
+    prefix = str(tmp_path / "ckpt-7")
+    info = {"vocabulary": "\n abcü世", "iteration": 7, "rng_state": {"state": 2 ** 100}}
+    arrays = {"state": np.arange(12, dtype=np.float32).reshape(2, 1, 6),
+              "loss_hist": np.array([4.2, 3.1])}
+    aux_funcs.save_run_state(prefix, info, arrays)
+    loaded_info, loaded_arrays = aux_funcs.load_run_state(prefix)
+    assert loaded_info == info
+    assert loaded_arrays.keys() == arrays.keys()
+    for name in arrays:
+        np.testing.assert_array_equal(loaded_arrays[name], arrays[name])
+        assert loaded_arrays[name].dtype == arrays[name].dtype
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-7.json", "ckpt-7.npz"]
+
+
+def test_checkpoint_list_round_trip(tmp_path):
+    assert aux_funcs.read_checkpoint_list(tmp_path) == []
+    aux_funcs.write_checkpoint_list(tmp_path, ["ckpt-1", "ckpt-101"])
+    assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-1", "ckpt-101"]
+    text = (tmp_path / "checkpoint").read_text()
+    assert text.startswith('model_checkpoint_path: "ckpt-101"\n')
+
+
+def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "kept.bin"
+    path.write_bytes(b"old")
+
+    def fail_half_way(handle):
+        handle.write(b"new, but not al")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        aux_funcs.write_atomically(str(path), fail_half_way)
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["kept.bin"]
+
+
+def test_sha256_of_file(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"abc")
+    assert aux_funcs.sha256_of_file(path) == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

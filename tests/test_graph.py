@@ -79,36 +79,69 @@ def test_the_optimizer_flag_picks_the_update_rule(lstm, tf):
 @pytest.fixture(scope="module")
 def trained(lstm, tf, tmp_path_factory):
     """A small network trained by the script's own loop on a text it can learn by heart."""
-    text = "abcdefg hijk. " * 60
+    text = "abcdefg hijk.\n" * 60
     char_to_idx = {ch: i for i, ch in enumerate(sorted(set(text)))}
-    idx_to_char = {i: ch for ch, i in char_to_idx.items()}
+    vocab = sorted(char_to_idx, key=char_to_idx.get)
     ids = aux_funcs.text_to_ids(text, char_to_idx)
-    model = lstm.build_graph(tf, len(char_to_idx), 32, seed=1)
-    args = types.SimpleNamespace(iterations=150, seq_length=20, sample_every=1000,
-                                 sample_length=50, plots_dir=str(tmp_path_factory.mktemp("p")))
-    rng = np.random.default_rng(1)
+    model = lstm.build_graph(tf, len(vocab), 32, seed=1)
+    args = types.SimpleNamespace(
+        iterations=150, seq_length=20, sample_every=60, sample_length=50, temperature=1.0,
+        prime="", argmax=False, text_file="abc.txt",
+        plots_dir=str(tmp_path_factory.mktemp("plots")))
+    saved_at = []
     session = tf.compat.v1.Session(graph=model.graph)
     session.run(model.init)
-    loss_hist, smooth_hist = lstm.train(session, model, ids, idx_to_char, args, "abc", rng)
-    yield types.SimpleNamespace(model=model, session=session, text=text,
-                                idx_to_char=idx_to_char, loss_hist=loss_hist,
-                                smooth_hist=smooth_hist)
+    progress = lstm.fresh_progress(model)
+    lstm.train(session, model, ids, progress, args, vocab, np.random.default_rng(1),
+               lambda p: saved_at.append(p.iteration), lstm.StopRequest())
+    yield types.SimpleNamespace(model=model, session=session, text=text, vocab=vocab,
+                                progress=progress, saved_at=saved_at)
     session.close()
 
 
 def test_loss_falls_on_a_learnable_text(trained):
     start = math.log(trained.model.vocab_size)
-    assert trained.loss_hist[0] == pytest.approx(start)
-    assert len(trained.loss_hist) == len(trained.smooth_hist) == 151
-    assert np.mean(trained.loss_hist[-20:]) < 0.1 * start
-    assert trained.smooth_hist[-1] < trained.smooth_hist[0]
+    hist = trained.progress.loss_hist
+    assert hist[0] == pytest.approx(start)
+    assert len(hist) == len(trained.progress.smooth_loss_hist) == 151
+    assert np.mean(hist[-20:]) < 0.1 * start
+    assert trained.progress.smooth_loss_hist[-1] < trained.progress.smooth_loss_hist[0]
+
+
+def test_the_loop_checkpoints_at_each_sample_point_and_the_end(trained):
+    assert trained.saved_at == [1, 61, 121, 150]
+    assert trained.progress.iteration == 150
+    # 150 windows of 20 over 840 characters: 41 windows a pass, so 27 into the fourth.
+    assert trained.progress.position == 20 * (150 % 41)
+
+
+def successor_rate(text, learned):
+    successor = {a: b for a, b in zip(learned, learned[1:])}
+    return sum(successor[a] == b for a, b in zip(text, text[1:])) / (len(text) - 1)
 
 
 def test_samples_follow_what_was_learned(lstm, trained):
-    rng = np.random.default_rng(2)
-    drawn = lstm.sample(trained.session, trained.model, 200, rng)
+    drawn = lstm.sample(trained.session, trained.model, 200, np.random.default_rng(2))
     assert len(drawn) == 200
-    text = "".join(trained.idx_to_char[i] for i in drawn)
-    successor = {a: b for a, b in zip(trained.text, trained.text[1:])}
-    right = sum(successor[a] == b for a, b in zip(text, text[1:]))
-    assert right / (len(text) - 1) > 0.9, text
+    text = "".join(trained.vocab[i] for i in drawn)
+    assert successor_rate(text, trained.text) > 0.9, text
+
+
+def test_a_prime_sets_where_the_sample_goes_on(lstm, trained):
+    prime = [trained.vocab.index(ch) for ch in "abcdefg hi"]
+    drawn = lstm.sample(trained.session, trained.model, 12, np.random.default_rng(3),
+                        prime_ids=prime, argmax=True)
+    assert "".join(trained.vocab[i] for i in drawn) == "jk.\nabcdefg "
+
+
+def test_a_temperature_near_zero_gives_the_argmax_text(lstm, trained):
+    def draw(**options):
+        ids = lstm.sample(trained.session, trained.model, 100, np.random.default_rng(4),
+                          **options)
+        return "".join(trained.vocab[i] for i in ids)
+    argmax = draw(argmax=True)
+    assert draw(temperature=1e-3) == argmax
+    # A hot sample strays from the learned cycle; the argmax one, once it has found its
+    # place after the random first character, never does.
+    assert successor_rate(argmax[2:], trained.text) == 1.0
+    assert successor_rate(draw(temperature=5.0), trained.text) < 0.9

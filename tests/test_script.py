@@ -59,15 +59,17 @@ def test_training_prints_losses_and_samples_and_saves_a_plot(workdir):
     for _, loss, sample in found:
         assert 0 < loss < 10
         assert len(sample) == 40 and set(sample) <= set(TEXT)
-    assert re.match(r"trained 25 iterations in \d+s \(\d+\.\d\d iterations/s\)", lines[-2])
+    assert re.match(r"trained 25 iterations in \d+s \(\d+\.\d\d iterations/s\)", lines[-3])
+    assert lines[-1] == f"checkpoint: {os.path.join('checkpoints', 'hamlet', 'ckpt-25')}"
     with open(workdir / "out" / "hamlet_loss.png", "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_seed_makes_the_run_repeatable(workdir):
-    outputs = [run(["hamlet.txt", *TINY], workdir).stdout for _ in range(2)]
-    without_timing = [[line for line in out.splitlines() if not line.startswith("trained")]
-                      for out in outputs]
+    outputs = [run(["hamlet.txt", *TINY, "--save-dir", f"run{i}"], workdir).stdout
+               for i in range(2)]
+    without_timing = [[line for line in out.splitlines()
+                       if not line.startswith(("trained", "checkpoint"))] for out in outputs]
     assert without_timing[0] == without_timing[1]
     assert len(samples_after_iter_lines(outputs[0], 40)) == 4
 
@@ -77,7 +79,8 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
     assert result.returncode == 0
     for flag in ("TEXT_FILE", "--iterations", "--seq-length", "--hidden-dim", "--batch-size",
                  "--learning-rate", "--optimizer", "--sample-every", "--sample-length",
-                 "--seed", "--encoding", "--plots-dir"):
+                 "--seed", "--encoding", "--plots-dir", "--save-dir", "--resume", "--sample",
+                 "--temperature", "--prime", "--argmax"):
         assert flag in result.stdout
     assert "(default: 4001)" in result.stdout
 
@@ -89,6 +92,8 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
     (["--learning-rate", "nan"], "--learning-rate: must be a positive finite number"),
     (["--batch-size", "2"], "only 1 is supported for now"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+    (["--temperature", "0"], "--temperature: must be a positive finite number"),
+    (["--sample", "--resume"], "--sample and --resume do not go together"),
 ])
 def test_bad_flags_are_one_line_before_tensorflow(workdir, no_tensorflow, args, words):
     result = run(["hamlet.txt", *args], workdir, no_tensorflow)

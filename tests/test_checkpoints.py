@@ -1,0 +1,254 @@
+"""Checkpoints: what a save holds, reopening a saved graph by name, resuming, signals, and
+sampling from a checkpoint."""
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import aux_funcs
+from conftest import SCRIPT
+
+TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York.\n" * 10
+UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
+TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
+        "--sample-length", "30"]
+
+
+def run(args, cwd, env=None):
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def folder_digest(folder):
+    """One hash of every file's name and bytes: equal digests mean nothing changed."""
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            digest.update(path.encode())
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A folder with richard.txt and a 30-iteration run saved in ckpt/."""
+    folder = tmp_path_factory.mktemp("trained")
+    (folder / "richard.txt").write_text(TEXT, encoding="utf-8")
+    result = run(["richard.txt", "--iterations", "30", "--seed", "3", "--save-dir", "ckpt",
+                  *TINY], folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_a_checkpoint_holds_what_the_graph_does_not(trained):
+    save_dir = trained / "ckpt"
+    assert aux_funcs.read_checkpoint_list(save_dir) == ["ckpt-1", "ckpt-11", "ckpt-21",
+                                                         "ckpt-30"]
+    info, arrays = aux_funcs.load_run_state(str(save_dir / "ckpt-30"))
+    assert info["vocabulary"] == "".join(sorted(set(TEXT)))
+    assert info["iteration"] == 30
+    assert info["position"] == 300
+    assert info["text_sha256"] == hashlib.sha256(TEXT.encode()).hexdigest()
+    assert info["options"]["hidden_dim"] == 16
+    assert info["options"]["text_file"] == str(trained / "richard.txt")
+    assert arrays["state"].shape == (2, 1, 16)
+    assert np.any(arrays["state"] != 0)
+    assert len(arrays["loss_hist"]) == len(arrays["smooth_loss_hist"]) == 31
+    for suffix in (".index", ".meta", ".data-00000-of-00001"):
+        assert (save_dir / f"ckpt-30{suffix}").exists()
+
+
+def test_only_the_last_checkpoints_are_kept(lstm, tmp_path):
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    result = run(["richard.txt", "--iterations", "75", "--save-dir", "ckpt", *TINY], tmp_path)
+    assert result.returncode == 0, result.stderr
+    kept = ["ckpt-41", "ckpt-51", "ckpt-61", "ckpt-71", "ckpt-75"]
+    assert len(kept) == lstm.KEEP_CHECKPOINTS
+    assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt") == kept
+    on_disk = {name.split(".")[0] for name in os.listdir(tmp_path / "ckpt")}
+    assert on_disk == set(kept) | {"checkpoint"}
+
+
+def test_the_saved_graph_reopens_by_name_without_the_code(lstm, tf, trained):
+    tf1 = tf.compat.v1
+    save_dir = str(trained / "ckpt")
+    info, arrays = aux_funcs.load_run_state(os.path.join(save_dir, "ckpt-30"))
+    vocab = info["vocabulary"]
+    inputs = aux_funcs.encode([vocab.index(ch) for ch in "Now is"], len(vocab))[:, None, :]
+    with tf.Graph().as_default() as graph, tf1.Session(graph=graph) as session:
+        saver = tf1.train.import_meta_graph(os.path.join(save_dir, "ckpt-30.meta"))
+        saver.restore(session, tf1.train.latest_checkpoint(save_dir))
+        by_name, state_by_name = session.run(
+            ["probabilities:0", "final_state:0"],
+            {"x:0": inputs, "init_state:0": arrays["state"]})
+    model = lstm.build_graph(tf, len(vocab), 16)
+    with tf1.Session(graph=model.graph) as session:
+        session.run(model.init)
+        untrained = session.run(model.probabilities,
+                                {model.x: inputs, model.init_state: arrays["state"]})
+        lstm.restore_checkpoint(session, model, os.path.join(save_dir, "ckpt-30"))
+        rebuilt, state = session.run([model.probabilities, model.final_state],
+                                     {model.x: inputs, model.init_state: arrays["state"]})
+    assert by_name.shape == (6, len(vocab))
+    np.testing.assert_allclose(by_name, rebuilt, atol=1e-6)
+    np.testing.assert_allclose(state_by_name, state, atol=1e-6)
+    assert not np.allclose(untrained, rebuilt, atol=1e-3)
+
+
+def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    common = ["richard.txt", "--seed", "5", *TINY]
+    whole = run([*common, "--iterations", "40", "--save-dir", "whole"], tmp_path)
+    half = run([*common, "--iterations", "20", "--save-dir", "split"], tmp_path)
+    rest = run(["--resume", "--iterations", "40", "--save-dir", "split"], tmp_path)
+    for result in (whole, half, rest):
+        assert result.returncode == 0, result.stderr
+    assert "resuming split/ckpt-20 at iteration 20" in rest.stdout
+    whole_info, whole_arrays = aux_funcs.load_run_state(str(tmp_path / "whole" / "ckpt-40"))
+    split_info, split_arrays = aux_funcs.load_run_state(str(tmp_path / "split" / "ckpt-40"))
+    assert split_info["position"] == whole_info["position"]
+    for name in ("loss_hist", "smooth_loss_hist", "state"):
+        assert len(split_arrays[name]) == len(whole_arrays[name])
+        np.testing.assert_allclose(split_arrays[name], whole_arrays[name], rtol=0, atol=1e-6)
+    whole_ckpt = tf.train.load_checkpoint(str(tmp_path / "whole" / "ckpt-40"))
+    split_ckpt = tf.train.load_checkpoint(str(tmp_path / "split" / "ckpt-40"))
+    names = whole_ckpt.get_variable_to_shape_map()
+    assert any("Adam" in name for name in names), "optimizer slots are not in the checkpoint"
+    assert names == split_ckpt.get_variable_to_shape_map()
+    for name in names:
+        np.testing.assert_allclose(split_ckpt.get_tensor(name), whole_ckpt.get_tensor(name),
+                                   rtol=0, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--resume", "--hidden-dim", "32"],
+     "--hidden-dim 32 does not match checkpoint ckpt/ckpt-30, which has 16"),
+    (["--resume", "--optimizer", "sgd"], "--optimizer sgd does not match checkpoint"),
+    (["--resume", "other.txt", "--iterations", "50"],
+     "other.txt is not the text checkpoint ckpt/ckpt-30 was trained on"),
+    (["--resume", "--iterations", "30"], "has done 30 iterations already"),
+    (["richard.txt", "--iterations", "50"], "ckpt holds a checkpoint already; add --resume"),
+    (["--sample", "--hidden-dim", "8"], "--hidden-dim 8 does not match"),
+    (["--sample", "--prime", "Now Zoë"], "characters the model does not know: 'Z' 'ë'"),
+])
+def test_mismatches_are_one_line_and_leave_the_checkpoint_alone(trained, args, words):
+    (trained / "other.txt").write_text(TEXT.upper(), encoding="utf-8")
+    before = folder_digest(trained / "ckpt")
+    result = run([*args, "--save-dir", "ckpt"], trained)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
+    assert folder_digest(trained / "ckpt") == before
+
+
+def test_no_checkpoint_is_one_line(tmp_path):
+    for mode in ("--resume", "--sample"):
+        result = run([mode, "--save-dir", "nothing"], tmp_path)
+        assert result.returncode == 1
+        assert result.stderr == ("tf-lstm-char.py: error: no checkpoint in nothing; train "
+                                 "first, or give the --save-dir of a run\n")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "richard.txt", "--iterations", "1000000", "--save-dir",
+         "ckpt", "--hidden-dim", "16", "--seq-length", "10", "--sample-every", "1000000"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("richard.txt:")
+        assert re.match(r"iter +0, loss: ", process.stdout.readline())
+        time.sleep(1)  # let it train a little, so the signal lands between two steps
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == code
+    names = aux_funcs.read_checkpoint_list(tmp_path / "ckpt")
+    stopped_at = int(names[-1].split("-")[1])
+    assert names == (["ckpt-1"] if stopped_at == 1 else ["ckpt-1", f"ckpt-{stopped_at}"])
+    assert stderr == (f"tf-lstm-char.py: stopped by {signal.Signals(signum).name} at "
+                      f"iteration {stopped_at}; go on with: python tf-lstm-char.py --resume "
+                      "--save-dir ckpt\n")
+    assert f"checkpoint: {os.path.join('ckpt', f'ckpt-{stopped_at}')}" in stdout
+    info, arrays = aux_funcs.load_run_state(str(tmp_path / "ckpt" / f"ckpt-{stopped_at}"))
+    assert len(arrays["loss_hist"]) == stopped_at + 1
+    assert (tmp_path / "plots" / "richard_loss.png").exists()
+    resumed = run(["--resume", "--save-dir", "ckpt", "--iterations", str(stopped_at + 3)],
+                  tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1] == f"ckpt-{stopped_at + 3}"
+
+
+def sample_text(trained, *args, env=None):
+    result = run(["--sample", "--save-dir", "ckpt", *args], trained, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    return result.stdout
+
+
+def test_sample_prints_only_text_of_the_asked_length(trained):
+    out = sample_text(trained, "--sample-length", "120")
+    assert len(out) == 121 and out.endswith("\n")
+    assert set(out[:-1]) <= set(TEXT)
+
+
+def test_sample_is_repeatable_with_a_seed(trained):
+    first = sample_text(trained, "--seed", "11", "--sample-length", "200")
+    assert sample_text(trained, "--seed", "11", "--sample-length", "200") == first
+    assert sample_text(trained, "--seed", "12", "--sample-length", "200") != first
+
+
+def test_sample_prime_is_printed_then_continued(trained):
+    out = sample_text(trained, "--prime", "Now is the ", "--sample-length", "50", "--argmax")
+    assert out.startswith("Now is the ") and len(out) == len("Now is the ") + 51
+    assert sample_text(trained, "--prime", "Now is the ", "--sample-length", "50",
+                       "--argmax", "--seed", "99") == out
+
+
+def test_sample_writes_utf8_through_a_pipe_whatever_the_locale(tmp_path):
+    (tmp_path / "koeln.txt").write_text(UNICODE_TEXT, encoding="utf-8")
+    trained = run(["koeln.txt", "--iterations", "3", "--save-dir", "ckpt", *TINY], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    env = dict(os.environ, LC_ALL="C", LANG="C", PYTHONIOENCODING="ascii")
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--sample", "--save-dir", "ckpt", "--prime", "你好",
+         "--sample-length", "80"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode("utf-8")
+    assert text.startswith("你好") and len(text) == 83
+    assert set(text[:-1]) <= set(UNICODE_TEXT)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tf, tmp_path, monkeypatch):
+    model = lstm.build_graph(tf, 4, 8)
+    info = {"format": 1, "vocabulary": "abcd", "options": {}, "text_sha256": "0" * 64}
+    rng = np.random.default_rng(0)
+    with tf.compat.v1.Session(graph=model.graph) as session:
+        session.run(model.init)
+        progress = lstm.fresh_progress(model)
+        progress.iteration = 10
+        lstm.save_checkpoint(session, model, str(tmp_path), progress, info, rng)
+        before = folder_digest(tmp_path)
+
+        def disk_full(*args):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(aux_funcs, "save_run_state", disk_full)
+        progress.iteration = 20
+        with pytest.raises(lstm.UserError, match="No space left on device.*previous "
+                                                 "checkpoint is intact"):
+            lstm.save_checkpoint(session, model, str(tmp_path), progress, info, rng)
+    assert folder_digest(tmp_path) == before
+    assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10"]
+    saved = json.loads((tmp_path / "ckpt-10.json").read_text())
+    assert saved["iteration"] == 10

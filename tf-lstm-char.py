@@ -21,7 +21,7 @@ Results on data/shakespeare.txt (125,179 characters, 68 distinct) with the defau
 
     | iterations | final smoothed loss | wall time | iterations/s |
     |------------|---------------------|-----------|--------------|
-    | 4001       | 1.5631              | 6m 02s    | 11.04        |
+    | 4001       | 1.5853              | 4m 26s    | 15.03        |
 
 Hyperparameters:
     seq_length     characters in one training window; gradients flow back this far

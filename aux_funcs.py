@@ -76,6 +76,21 @@ def batch_generator(ids, seq_length, vocab_size, position=0):
         position += seq_length
 
 
+def split_train_val(ids, val_fraction):
+    """Split the text's ids into (train, held_out): the last `val_fraction` of the text is held
+    out, so the network never trains on it; 0 keeps the whole text for training."""
+    held_out = int(round(len(ids) * val_fraction))
+    return ids[:len(ids) - held_out], ids[len(ids) - held_out:]
+
+
+def tracks(ids, count):
+    """Cut `ids` into `count` contiguous tracks of equal length, side by side: an array of
+    shape (track length, count), time-major. The few ids that do not fill a track are left
+    out."""
+    length = len(ids) // count
+    return np.ascontiguousarray(np.reshape(ids[:length * count], (count, length)).T)
+
+
 def epoch_starts(it, it_per_epoch):
     """Iterations at which an epoch starts, up to and including iteration `it`."""
     return [round(k * it_per_epoch) for k in range(int(it // it_per_epoch) + 1)]
@@ -89,34 +104,55 @@ def fitted_ylim(*series):
     return max(low - margin, 0.0), high + margin
 
 
-def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, text_name, plots_dir="plots"):
-    """Draw the raw and smoothed loss, with a marker at each epoch, to a PNG.
+def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, text_name, plots_dir="plots",
+         val_points=()):
+    """Draw the raw and smoothed loss, the validation loss and the epoch starts to a PNG.
 
     `loss_hist` and `smooth_loss_hist` hold one value per iteration, index 0 being the
-    loss before training; `it` is the last iteration done. The file is
-    `<plots_dir>/<text_name>_loss.png`; it is written under a temporary name and then
-    renamed, so a reader never sees half a picture. Returns the path.
+    loss before training; `it` is the last iteration done; `val_points` are
+    (iterations done, validation loss) pairs. The file is `<plots_dir>/<text_name>_loss.png`,
+    written atomically. Returns its path.
     """
     fig = Figure(figsize=(10, 5), dpi=100)
     ax = fig.subplots()
     steps = np.arange(len(loss_hist))
-    ax.plot(steps, loss_hist, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
+    ax.plot(steps, loss_hist, color="tab:blue", alpha=0.25, linewidth=0.8,
+            label="training loss")
     ax.plot(steps, smooth_loss_hist, color="tab:blue", linewidth=1.8,
-            label="smoothed loss (0.999 moving average)")
+            label="training loss, smoothed (0.999 moving average)")
+    series = [loss_hist, smooth_loss_hist]
+    if len(val_points):
+        val_steps, val_losses = zip(*val_points)
+        ax.plot(val_steps, val_losses, color="tab:orange", marker=".", linewidth=1.2,
+                label="validation loss (held-out text)")
+        series.append(val_losses)
     epochs = [s for s in epoch_starts(it, it_per_epoch) if s < len(smooth_loss_hist)]
     ax.plot(epochs, [smooth_loss_hist[s] for s in epochs], linestyle="", marker="o",
             color="tab:red", label="start of an epoch")
-    ax.set_ylim(*fitted_ylim(loss_hist, smooth_loss_hist))
+    ax.set_ylim(*fitted_ylim(*series))
     ax.set_xlim(0, max(len(loss_hist) - 1, 1))
-    ax.set_title(f"Training loss on {text_name}")
+    ax.set_title(f"Loss on {text_name}")
     ax.set_xlabel("iteration")
     ax.set_ylabel("cross-entropy (nats per character)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    ax.legend(loc="upper right", framealpha=0.9)
     os.makedirs(plots_dir, exist_ok=True)
     path = os.path.join(plots_dir, f"{text_name}_loss.png")
     write_atomically(path, lambda handle: fig.savefig(handle, format="png"))
     return path
+
+
+def write_history(path, loss_hist, smooth_loss_hist, val_points=()):
+    """Write the loss history as CSV, one row per iteration done: iteration, loss,
+    smoothed_loss, val_loss (empty where the held-out text was not evaluated). Atomic."""
+    val_at = dict(val_points)
+    rows = ["iteration,loss,smoothed_loss,val_loss"]
+    for done in range(1, len(loss_hist)):
+        val = val_at.get(done)
+        rows.append(f"{done},{loss_hist[done]:.6f},{smooth_loss_hist[done]:.6f},"
+                    + ("" if val is None else f"{val:.6f}"))
+    text = "\n".join(rows) + "\n"
+    write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def write_atomically(path, write):

@@ -53,24 +53,42 @@ DEFAULT_TEXT = os.path.join(HERE, "data", "shakespeare.txt")
 RULE = "-" * 72
 # Options that shape the graph: a checkpoint can only be restored into a graph built alike.
 GRAPH_OPTIONS = ("hidden_dim", "batch_size", "optimizer")
+# Options a resumed run must keep: the graph's, and the split of the text it trains on.
+FIXED_OPTIONS = GRAPH_OPTIONS + ("val_fraction",)
 # Options a resumed run or a sample takes from the checkpoint unless they are typed again.
-STORED_OPTIONS = ("text_file", "encoding", "hidden_dim", "iterations", "seq_length",
-                  "batch_size", "learning_rate", "optimizer", "sample_every", "sample_length",
-                  "temperature", "prime", "argmax", "seed", "plots_dir")
-KEEP_CHECKPOINTS = 5  # the newest ones; older ones are removed
+STORED_OPTIONS = ("text_file", "encoding", "val_fraction", "hidden_dim", "iterations",
+                  "seq_length", "batch_size", "learning_rate", "optimizer", "sample_every",
+                  "sample_length", "temperature", "prime", "argmax", "seed", "plots_dir",
+                  "logdir")
+KEEP_CHECKPOINTS = 5  # the newest ones, and the best by validation loss; others are removed
+# Held-out evaluation: characters per track at least, tracks at most, steps per session.run.
+VAL_TRACK_LENGTH = 1000
+VAL_MAX_TRACKS = 32
+VAL_WINDOW = 1000
 # What every checkpoint's .json and .npz must hold.
 RUN_INFO = ("format", "vocabulary", "options", "text_sha256", "iteration", "position",
-            "rng_state")
-RUN_ARRAYS = ("state", "loss_hist", "smooth_loss_hist")
+            "rng_state", "best")
+RUN_ARRAYS = ("state", "loss_hist", "smooth_loss_hist", "val_points")
 
 Model = namedtuple("Model", "graph x y init_state final_state logits probabilities loss "
-                            "training init saver vocab_size hidden_dim batch_size")
+                            "training init saver val_ids val_init_state val_final_state "
+                            "val_loss_sum vocab_size hidden_dim batch_size")
 # A checkpoint on disk: its path prefix, its .json contents and its .npz arrays.
 Checkpoint = namedtuple("Checkpoint", "prefix info arrays")
 
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line, without a traceback."""
+
+
+class Diverged(UserError):
+    """The loss or the weights stopped being finite numbers."""
+
+    def __init__(self, what, value, it):
+        at = "" if it is None else f" at iteration {it}"
+        super().__init__(f"the {what} became {value}{at}: training diverged, so this state was "
+                         "not saved and the last checkpoint is kept; try a lower "
+                         "--learning-rate")
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -101,11 +119,19 @@ def positive_float(value):
     return number
 
 
+def fraction_up_to_half(value):
+    number = float(value)
+    if not 0 <= number <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 0.5, got {value}")
+    return number
+
+
 # argparse names the type function in its message ("invalid positive_int value"), so give
 # each one a name a user can read.
 positive_int.__name__ = "positive integer"
 non_negative_int.__name__ = "non-negative integer"
 positive_float.__name__ = "positive number"
+fraction_up_to_half.__name__ = "fraction"
 
 
 def build_parser():
@@ -121,6 +147,10 @@ def build_parser():
                            "--resume the checkpoint's text)")
     data.add_argument("--encoding", default="utf-8", metavar="NAME",
                       help="encoding of TEXT_FILE (default: %(default)s)")
+    data.add_argument("--val-fraction", type=fraction_up_to_half, default=0.1, metavar="F",
+                      help="hold out the last F of the text to measure how well the model "
+                           "writes text it never trained on; 0 trains on all of it, as the "
+                           "original does (default: %(default)s)")
 
     model = parser.add_argument_group("model")
     model.add_argument("--hidden-dim", type=positive_int, default=500, metavar="N",
@@ -159,6 +189,9 @@ def build_parser():
                                "(default: one random character)")
     sampling.add_argument("--argmax", action="store_true",
                           help="always take the most likely character instead of drawing")
+    sampling.add_argument("--best", action="store_true",
+                          help="with --sample, use the checkpoint with the lowest validation "
+                               "loss instead of the latest")
     sampling.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
                           help="random seed; give one to make a run or a sample repeatable "
                                "(default: a new one each run)")
@@ -170,6 +203,9 @@ def build_parser():
                       help="folder for checkpoints (default: checkpoints/<text name>)")
     book.add_argument("--resume", action="store_true",
                       help="go on training from the latest checkpoint in --save-dir")
+    book.add_argument("--logdir", metavar="DIR",
+                      help="also write TensorBoard event files (graph, losses) to DIR "
+                           "(default: none)")
     return parser
 
 
@@ -180,6 +216,8 @@ def parse_args(argv=None):
     if args.batch_size != 1:
         parser.error("argument --batch-size: only 1 is supported for now, "
                      f"got {args.batch_size}")
+    if args.best and not args.sample:
+        parser.error("--best goes with --sample")
     if args.sample and args.resume:
         parser.error("--sample and --resume do not go together: sample from a checkpoint, "
                      "or go on training it")
@@ -273,6 +311,25 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
         loss = tf.reduce_mean(
             tf1.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits),
             name="loss")
+        # Held-out evaluation: the same cell and output layer, fed integer ids (one-hot in the
+        # graph, so a long text is never one-hot in memory), any number of side-by-side
+        # tracks, each window's first row only as input and its last only as target. It gives
+        # the summed loss, so windows of any length add up to a mean over the whole text.
+        val_ids = tf1.placeholder(tf.int32, [None, None], name="val_ids")
+        val_init_state = tf1.placeholder(tf.float32, [2, None, hidden_dim],
+                                         name="val_init_state")
+        val_outputs, val_last = tf1.nn.dynamic_rnn(
+            cell, tf.one_hot(val_ids[:-1], vocab_size),
+            initial_state=tf1.nn.rnn_cell.LSTMStateTuple(val_init_state[0], val_init_state[1]),
+            time_major=True, scope="val_rnn")
+        val_final_state = tf.stack([val_last.c, val_last.h], name="val_final_state")
+        val_logits = tf.matmul(tf.reshape(val_outputs, [-1, hidden_dim]), out_w) + out_b
+        val_loss_sum = tf.reduce_sum(
+            tf1.nn.softmax_cross_entropy_with_logits_v2(
+                labels=tf.one_hot(tf.reshape(val_ids[1:], [-1]), vocab_size),
+                logits=val_logits),
+            name="val_loss_sum")
+
         if optimizer == "adam":
             step = tf1.train.AdamOptimizer(learning_rate)
         else:
@@ -283,7 +340,8 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
         saver = tf1.train.Saver(max_to_keep=None)
     graph.finalize()
     return Model(graph, x, y, init_state, final_state, logits, probabilities, loss, training,
-                 init, saver, vocab_size, hidden_dim, batch_size)
+                 init, saver, val_ids, val_init_state, val_final_state, val_loss_sum,
+                 vocab_size, hidden_dim, batch_size)
 
 
 def zero_state(model):
@@ -303,6 +361,8 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
         inputs = aux_funcs.encode(feed, model.vocab_size)[:, np.newaxis, :]
         logits, state = session.run([model.logits, model.final_state],
                                     {model.x: inputs, model.init_state: state})
+        if not np.all(np.isfinite(logits)):
+            raise Diverged("network's output", "not finite", None)
         if len(drawn) == length:
             return drawn
         if argmax:
@@ -318,15 +378,17 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
 class Progress:
     """Where training stands: everything a resumed run needs that the graph does not hold."""
     iteration: int          # iterations done
-    position: int           # where in the text the next window starts
+    position: int           # where in the training text the next window starts
     state: np.ndarray       # the LSTM state carried into that window
     loss_hist: list         # the loss of each iteration, after the starting value
     smooth_loss_hist: list  # the smoothed loss, likewise
+    val_points: list        # (iterations done, validation loss) at each sample point
+    best: list              # [iterations done, validation loss] of the best so far, or None
 
 
 def fresh_progress(model):
     start = -np.log(1.0 / model.vocab_size)
-    return Progress(0, 0, zero_state(model), [start], [start])
+    return Progress(0, 0, zero_state(model), [start], [start], [], None)
 
 
 class StopRequest:
@@ -355,18 +417,111 @@ class StopRequest:
         self.signum = signum
 
 
-def train(session, model, ids, progress, args, vocab, rng, checkpoint, stop):
+def held_out_tracks(val_ids):
+    """The held-out ids as side-by-side tracks of at least VAL_TRACK_LENGTH characters.
+
+    Reading a few tracks at once costs little more than reading one, and each track is long
+    enough that starting it from a zero state hardly changes its mean loss.
+    """
+    count = max(1, min(VAL_MAX_TRACKS, len(val_ids) // VAL_TRACK_LENGTH))
+    return aux_funcs.tracks(val_ids, count)
+
+
+def evaluate(session, model, val_tracks):
+    """Mean loss, in nats per character, over held-out tracks (time-major, one per column),
+    each read from a zero state with its state carried from window to window."""
+    steps, count = val_tracks.shape
+    state = np.zeros((2, count, model.hidden_dim), dtype=np.float32)
+    total = 0.0
+    for start in range(0, steps - 1, VAL_WINDOW):
+        loss_sum, state = session.run(
+            [model.val_loss_sum, model.val_final_state],
+            {model.val_ids: val_tracks[start:start + VAL_WINDOW + 1],
+             model.val_init_state: state})
+        total += float(loss_sum)
+    return total / ((steps - 1) * count)
+
+
+def report_line(it, width, smooth_loss, epoch, val_loss, rate, chars_per_second, elapsed,
+                left):
+    """The line printed at each sample point; it starts as the original's does."""
+    fields = [f"iter {it:>{width}}, loss: {smooth_loss:.4f}", f"epoch {epoch:5.2f}"]
+    if val_loss is not None:
+        fields.append(f"val {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)")
+    fields.append(f"{rate:5.1f} it/s {chars_per_second:>7,.0f} chars/s")
+    fields.append(f"{format_clock(elapsed)} elapsed, {format_clock(left)} left")
+    return " | ".join(fields)
+
+
+class ProgressBar:
+    """A bar for the iterations to the next sample point, redrawn in place on a terminal;
+    nothing at all when the output goes to a file or a pipe."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.drawn_at = 0.0
+
+    def update(self, done, total):
+        now = time.monotonic()
+        if not self.live or now - self.drawn_at < 0.1:
+            return
+        self.drawn_at = now
+        filled = round(30 * done / total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} "
+                          "to the next sample")
+        self.stream.flush()
+
+    def clear(self):
+        if self.live and self.drawn_at:
+            self.stream.write("\r\x1b[K")
+            self.drawn_at = 0.0
+
+
+class Summaries:
+    """TensorBoard scalars and the graph through tf.compat.v1.summary.FileWriter, when a
+    --logdir is given; otherwise it does nothing."""
+
+    def __init__(self, tf, logdir, graph):
+        self.tf = tf
+        self.writer = None
+        if logdir:
+            with graph.as_default():  # FileWriter refuses to start in eager mode
+                self.writer = tf.compat.v1.summary.FileWriter(logdir, graph)
+
+    def scalars(self, step, **values):
+        if self.writer:
+            summary = self.tf.compat.v1.Summary(value=[
+                self.tf.compat.v1.Summary.Value(tag=tag, simple_value=value)
+                for tag, value in values.items()])
+            self.writer.add_summary(summary, step)
+
+    def flush(self):
+        if self.writer:
+            self.writer.flush()
+
+    def close(self):
+        if self.writer:
+            self.writer.close()
+
+
+def train(session, model, data, progress, args, vocab, rng, checkpoint, stop, summaries):
     """Run the training loop from `progress` to args.iterations, or until `stop` is asked.
 
-    At every sample point (and when stopping) it prints the smoothed loss and a sample,
-    redraws the plot and calls checkpoint(progress).
+    At every sample point (and when stopping) it evaluates the held-out text, prints the
+    report line and a sample, redraws the plot and history, and calls checkpoint(progress).
+    Returns the seconds spent evaluating.
     """
+    ids, val_tracks = data
     it_per_epoch = len(ids) / args.seq_length
     text_name = text_name_of(args.text_file)
     width = len(str(args.iterations - 1))
     prime_ids = [vocab.index(ch) for ch in args.prime]
     batches = aux_funcs.batch_generator(ids, args.seq_length, model.vocab_size,
                                         progress.position)
+    bar = ProgressBar(sys.stdout)
+    start, eval_seconds = time.perf_counter(), 0.0
+    first_iteration, interval_start, interval_steps = progress.iteration, start, 0
     while progress.iteration < args.iterations:
         it = progress.iteration
         position, inputs, targets = next(batches)
@@ -375,22 +530,53 @@ def train(session, model, ids, progress, args, vocab, rng, checkpoint, stop):
         loss, progress.state, _ = session.run(
             [model.loss, model.final_state, model.training],
             {model.x: inputs, model.y: targets, model.init_state: progress.state})
+        if not math.isfinite(loss):
+            bar.clear()
+            raise Diverged("loss", loss, it)
         smooth_loss = progress.smooth_loss_hist[-1] * 0.999 + loss * 0.001
         progress.loss_hist.append(float(loss))
         progress.smooth_loss_hist.append(smooth_loss)
-        progress.iteration = it + 1
+        progress.iteration = done = it + 1
         progress.position = position + args.seq_length
-        if it % args.sample_every == 0 or progress.iteration == args.iterations or stop.signum:
-            print(f"iter {it:>{width}}, loss: {smooth_loss:.4f}")
-            drawn = sample(session, model, args.sample_length, rng, args.temperature,
-                           prime_ids, args.argmax)
-            text = args.prime + "".join(vocab[i] for i in drawn)
-            print(f"{RULE}\n{text}\n{RULE}", flush=True)
-            aux_funcs.plot(progress.loss_hist, progress.smooth_loss_hist, it, it_per_epoch,
-                           text_name, args.plots_dir)
-            checkpoint(progress)
+        summaries.scalars(done, loss=loss, smoothed_loss=smooth_loss)
+        interval_steps += 1
+        if it % args.sample_every and done < args.iterations and not stop.signum:
+            bar.update(it % args.sample_every, args.sample_every)
+            continue
+
+        now = time.perf_counter()
+        rate = interval_steps / (now - interval_start)
+        val_loss = None
+        if val_tracks is not None:
+            val_loss = evaluate(session, model, val_tracks)
+            if not math.isfinite(val_loss):
+                bar.clear()
+                raise Diverged("validation loss", val_loss, it)
+            eval_seconds += time.perf_counter() - now
+            progress.val_points.append((done, val_loss))
+            if progress.best is None or val_loss < progress.best[1]:
+                progress.best = [done, val_loss]
+            summaries.scalars(done, val_loss=val_loss)
+        elapsed = time.perf_counter() - start
+        left = (args.iterations - done) * elapsed / (done - first_iteration)
+        bar.clear()
+        print(report_line(it, width, smooth_loss, done / it_per_epoch, val_loss, rate,
+                          rate * args.seq_length * args.batch_size, elapsed, left))
+        drawn = sample(session, model, args.sample_length, rng, args.temperature, prime_ids,
+                       args.argmax)
+        text = args.prime + "".join(vocab[i] for i in drawn)
+        print(f"{RULE}\n{text}\n{RULE}", flush=True)
+        aux_funcs.plot(progress.loss_hist, progress.smooth_loss_hist, it, it_per_epoch,
+                       text_name, args.plots_dir, progress.val_points)
+        aux_funcs.write_history(os.path.join(args.plots_dir, f"{text_name}_history.csv"),
+                                progress.loss_hist, progress.smooth_loss_hist,
+                                progress.val_points)
+        checkpoint(progress)
+        summaries.flush()
         if stop.signum:
-            return
+            break
+        interval_start, interval_steps = time.perf_counter(), 0
+    return eval_seconds
 
 
 def checkpoint_prefix(save_dir, iteration):
@@ -407,14 +593,18 @@ def save_checkpoint(session, model, save_dir, progress, info, rng):
     prefix = checkpoint_prefix(save_dir, progress.iteration)
     earlier = [n for n in aux_funcs.read_checkpoint_list(save_dir) if n != name]
     kept = (earlier + [name])[-KEEP_CHECKPOINTS:]
+    best = progress.best and f"ckpt-{progress.best[0]}"
+    if best in earlier and best not in kept:
+        kept.insert(0, best)
     try:
         model.saver.save(session, prefix, write_state=False)
         info = dict(info, iteration=progress.iteration, position=progress.position,
-                    rng_state=rng.bit_generator.state)
+                    rng_state=rng.bit_generator.state, best=progress.best)
         aux_funcs.save_run_state(prefix, info, {
             "state": progress.state,
             "loss_hist": np.array(progress.loss_hist, dtype=np.float64),
-            "smooth_loss_hist": np.array(progress.smooth_loss_hist, dtype=np.float64)})
+            "smooth_loss_hist": np.array(progress.smooth_loss_hist, dtype=np.float64),
+            "val_points": np.array(progress.val_points, dtype=np.float64).reshape(-1, 2)})
         aux_funcs.write_checkpoint_list(save_dir, kept)
     except Exception as exc:
         # Whatever failed (a full disk, a permission, TensorFlow's writer), the new
@@ -432,13 +622,24 @@ def remove_checkpoint_files(save_dir, name):
             os.unlink(os.path.join(save_dir, entry))
 
 
-def latest_checkpoint(save_dir):
-    """The newest complete checkpoint in save_dir, as a Checkpoint."""
+def latest_checkpoint(save_dir, best=False):
+    """The newest complete checkpoint in save_dir, or with `best` the one with the lowest
+    validation loss, as a Checkpoint."""
     names = aux_funcs.read_checkpoint_list(save_dir)
     if not names:
         raise UserError(f"no checkpoint in {save_dir}; train first, or give the --save-dir "
                         "of a run")
-    prefix = os.path.join(save_dir, names[-1])
+    latest = read_checkpoint(os.path.join(save_dir, names[-1]))
+    if not best:
+        return latest
+    if latest.info["best"] is None:
+        raise UserError(f"{save_dir} has no best checkpoint: its run held no text out "
+                        "(--val-fraction 0)")
+    return read_checkpoint(checkpoint_prefix(save_dir, latest.info["best"][0]))
+
+
+def read_checkpoint(prefix):
+    """The checkpoint at `prefix`, its side files read and checked, as a Checkpoint."""
     try:
         info, arrays = aux_funcs.load_run_state(prefix)
     except (OSError, ValueError) as exc:
@@ -461,11 +662,11 @@ def restore_checkpoint(session, model, prefix):
         raise UserError(f"checkpoint {prefix} cannot be restored ({first_line})") from None
 
 
-def adopt_checkpoint_options(args, saved, names):
+def adopt_checkpoint_options(args, saved, names, fixed):
     """Take the options `names` from the checkpoint where the user did not type them; refuse
-    a typed one that would change the graph."""
+    a typed one of `fixed` that differs from the checkpoint's."""
     stored, prefix = saved.info["options"], saved.prefix
-    for name in GRAPH_OPTIONS:
+    for name in fixed:
         if name in args.given and getattr(args, name) != stored[name]:
             flag = "--" + name.replace("_", "-")
             raise UserError(f"{flag} {getattr(args, name)} does not match checkpoint {prefix}, "
@@ -516,6 +717,12 @@ def display_path(path):
     return path if relative.startswith(os.pardir) else relative
 
 
+def format_clock(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
 def format_duration(seconds):
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -537,8 +744,8 @@ def default_save_dir(args):
 def run_sample(args):
     """--sample: print text drawn from the latest checkpoint, and nothing else."""
     save_dir = args.save_dir or default_save_dir(args)
-    saved = latest_checkpoint(save_dir)
-    adopt_checkpoint_options(args, saved, GRAPH_OPTIONS)
+    saved = latest_checkpoint(save_dir, args.best)
+    adopt_checkpoint_options(args, saved, GRAPH_OPTIONS, GRAPH_OPTIONS)
     vocab = list(saved.info["vocabulary"])
     check_prime(args.prime, vocab)
     tf = import_tensorflow()
@@ -560,10 +767,15 @@ def check_training_inputs(args, resumed):
     Returns (text, char_to_idx, vocab, text_sha256).
     """
     text, char_to_idx = read_text(args.text_file, args.encoding)
-    if len(text) < args.seq_length + 1:
-        raise UserError(f"{args.text_file}: {len(text)} characters is too short for "
-                        f"--seq-length {args.seq_length}; it needs at least "
-                        f"{args.seq_length + 1}")
+    held_out = len(aux_funcs.split_train_val(text, args.val_fraction)[1])
+    if len(text) - held_out < args.seq_length + 1:
+        raise UserError(f"{args.text_file}: {len(text) - held_out} characters to train on"
+                        + (f" (after holding out {held_out})" if held_out else "")
+                        + f" is too short for --seq-length {args.seq_length}; it needs at "
+                        f"least {args.seq_length + 1}")
+    if args.val_fraction and held_out < 2:
+        raise UserError(f"{args.text_file}: --val-fraction {args.val_fraction} holds out "
+                        f"{held_out} characters, too few to evaluate; give a larger one, or 0")
     vocab = sorted(char_to_idx, key=char_to_idx.get)
     text_sha256 = aux_funcs.sha256_of_file(args.text_file)
     if resumed:
@@ -581,6 +793,8 @@ def check_training_inputs(args, resumed):
     check_prime(args.prime, vocab)
     make_writable_dir(args.plots_dir, "--plots-dir")
     make_writable_dir(args.save_dir, "--save-dir")
+    if args.logdir:
+        make_writable_dir(args.logdir, "--logdir")
     return text, char_to_idx, vocab, text_sha256
 
 
@@ -588,13 +802,15 @@ def run_training(args):
     resumed = None
     if args.resume:
         resumed = latest_checkpoint(args.save_dir or default_save_dir(args))
-        adopt_checkpoint_options(args, resumed, STORED_OPTIONS)
+        adopt_checkpoint_options(args, resumed, STORED_OPTIONS, FIXED_OPTIONS)
     args.save_dir = args.save_dir or default_save_dir(args)
     args.text_file = args.text_file or DEFAULT_TEXT
     text, char_to_idx, vocab, text_sha256 = check_training_inputs(args, resumed)
-    ids = aux_funcs.text_to_ids(text, char_to_idx)
-    print(f"{display_path(args.text_file)}: {len(text):,} characters, "
-          f"{len(vocab)} distinct", flush=True)
+    train_ids, val_ids = aux_funcs.split_train_val(aux_funcs.text_to_ids(text, char_to_idx),
+                                                   args.val_fraction)
+    val_tracks = held_out_tracks(val_ids) if len(val_ids) else None
+    print(f"{display_path(args.text_file)}: {len(text):,} characters, {len(vocab)} distinct; "
+          f"training on {len(train_ids):,}, holding out {len(val_ids):,}", flush=True)
 
     tf = import_tensorflow()
     if args.seed is not None:
@@ -606,13 +822,16 @@ def run_training(args):
     options["text_file"] = os.path.abspath(args.text_file)
     run_info = {"format": 1, "vocabulary": "".join(vocab), "options": options,
                 "text_sha256": text_sha256}
+    summaries = Summaries(tf, args.logdir, model.graph)
     start = time.perf_counter()
     with tf.compat.v1.Session(graph=model.graph) as session, StopRequest() as stop:
         if resumed:
             restore_checkpoint(session, model, resumed.prefix)
             progress = Progress(resumed.info["iteration"], resumed.info["position"],
                                 resumed.arrays["state"], resumed.arrays["loss_hist"].tolist(),
-                                resumed.arrays["smooth_loss_hist"].tolist())
+                                resumed.arrays["smooth_loss_hist"].tolist(),
+                                [tuple(p) for p in resumed.arrays["val_points"].tolist()],
+                                resumed.info["best"])
             rng.bit_generator.state = resumed.info["rng_state"]
             print(f"resuming {display_path(resumed.prefix)} at iteration "
                   f"{progress.iteration}", flush=True)
@@ -620,16 +839,28 @@ def run_training(args):
             session.run(model.init)
             progress = fresh_progress(model)
         done_before = progress.iteration
-        train(session, model, ids, progress, args, vocab, rng,
-              lambda p: save_checkpoint(session, model, args.save_dir, p, run_info, rng),
-              stop)
+        try:
+            eval_seconds = train(
+                session, model, (train_ids, val_tracks), progress, args, vocab, rng,
+                lambda p: save_checkpoint(session, model, args.save_dir, p, run_info, rng),
+                stop, summaries)
+        finally:
+            summaries.close()
     elapsed = time.perf_counter() - start
     done = progress.iteration - done_before
     print(f"trained {done} iterations in {format_duration(elapsed)} "
           f"({done / elapsed:.2f} iterations/s), "
           f"final smoothed loss {progress.smooth_loss_hist[-1]:.4f}")
-    print(f"loss plot: {os.path.join(args.plots_dir, text_name_of(args.text_file))}_loss.png")
-    print(f"checkpoint: {checkpoint_prefix(args.save_dir, progress.iteration)}", flush=True)
+    if progress.val_points:
+        val_loss = progress.val_points[-1][1]
+        print(f"validation loss {val_loss:.4f} nats, {val_loss / math.log(2):.3f} bits per "
+              f"character; evaluating took {eval_seconds:.1f}s "
+              f"({100 * eval_seconds / elapsed:.1f}% of the time)")
+    plots = os.path.join(args.plots_dir, text_name_of(args.text_file))
+    print(f"loss plot: {plots}_loss.png, history: {plots}_history.csv")
+    print(f"checkpoint: {checkpoint_prefix(args.save_dir, progress.iteration)}"
+          + (f", best: {checkpoint_prefix(args.save_dir, progress.best[0])}"
+             if progress.best else ""), flush=True)
     if stop.signum:
         print(f"tf-lstm-char.py: stopped by {signal.Signals(stop.signum).name} at iteration "
               f"{progress.iteration}; go on with: python tf-lstm-char.py --resume "

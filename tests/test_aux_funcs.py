@@ -184,3 +184,43 @@ def test_sha256_of_file(tmp_path):
     path.write_bytes(b"abc")
     assert aux_funcs.sha256_of_file(path) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+@pytest.mark.parametrize("fraction", [0, 0.05, 0.1, 0.5])
+def test_the_held_out_text_never_overlaps_the_training_text(fraction):
+    ids = np.arange(1003)
+    train, held_out = aux_funcs.split_train_val(ids, fraction)
+    assert len(held_out) == round(1003 * fraction)
+    assert np.array_equal(np.concatenate([train, held_out]), ids)
+    seen = set()
+    for (_, inputs, targets), _ in zip(aux_funcs.batch_generator(train, 10, 1003), range(300)):
+        seen.update(inputs[:, 0].argmax(axis=1).tolist())
+        seen.update(targets[:, 0].argmax(axis=1).tolist())
+    assert seen <= set(train.tolist()) and not seen & set(held_out.tolist())
+
+
+def test_tracks_are_contiguous_and_side_by_side():
+    ids = np.arange(23)
+    side_by_side = aux_funcs.tracks(ids, 3)
+    assert side_by_side.shape == (7, 3)
+    assert side_by_side[:, 0].tolist() == list(range(0, 7))
+    assert side_by_side[:, 2].tolist() == list(range(14, 21))
+    assert aux_funcs.tracks(ids, 1)[:, 0].tolist() == list(range(23))
+
+
+def test_write_history_has_a_row_per_iteration_and_validation_where_measured(tmp_path):
+    path = tmp_path / "h.csv"
+    aux_funcs.write_history(str(path), [4.2, 3.0, 2.5, 2.0], [4.2, 4.19, 4.18, 4.17],
+                            [(1, 3.5), (3, 2.75)])
+    assert path.read_text().splitlines() == [
+        "iteration,loss,smoothed_loss,val_loss",
+        "1,3.000000,4.190000,3.500000",
+        "2,2.500000,4.180000,",
+        "3,2.000000,4.170000,2.750000"]
+
+
+def test_plot_with_validation_points(tmp_path):
+    path = aux_funcs.plot([4.2, 3.0, 2.5], [4.2, 4.1, 4.0], 2, 10, "v", str(tmp_path),
+                          [(1, 3.3), (2, 3.1)])
+    with open(path, "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"

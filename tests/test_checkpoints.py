@@ -57,6 +57,10 @@ def test_a_checkpoint_holds_what_the_graph_does_not(trained):
     assert info["vocabulary"] == "".join(sorted(set(TEXT)))
     assert info["iteration"] == 30
     assert info["position"] == 300
+    assert info["options"]["val_fraction"] == 0.1
+    assert arrays["val_points"][:, 0].tolist() == [1, 11, 21, 30]
+    best = int(np.argmin(arrays["val_points"][:, 1]))
+    assert info["best"] == arrays["val_points"][best].tolist()
     assert info["text_sha256"] == hashlib.sha256(TEXT.encode()).hexdigest()
     assert info["options"]["hidden_dim"] == 16
     assert info["options"]["text_file"] == str(trained / "richard.txt")
@@ -116,6 +120,12 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
     whole_info, whole_arrays = aux_funcs.load_run_state(str(tmp_path / "whole" / "ckpt-40"))
     split_info, split_arrays = aux_funcs.load_run_state(str(tmp_path / "split" / "ckpt-40"))
     assert split_info["position"] == whole_info["position"]
+    assert split_info["best"] == whole_info["best"]
+    # The split run also measured the held-out text where it stopped, at 20.
+    split_val = split_arrays.pop("val_points")
+    assert split_val[:, 0].tolist() == [1, 11, 20, 21, 31, 40]
+    np.testing.assert_allclose(np.delete(split_val, 2, axis=0), whole_arrays.pop("val_points"),
+                               rtol=0, atol=1e-6)
     for name in ("loss_hist", "smooth_loss_hist", "state"):
         assert len(split_arrays[name]) == len(whole_arrays[name])
         np.testing.assert_allclose(split_arrays[name], whole_arrays[name], rtol=0, atol=1e-6)
@@ -133,6 +143,7 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
     (["--resume", "--hidden-dim", "32"],
      "--hidden-dim 32 does not match checkpoint ckpt/ckpt-30, which has 16"),
     (["--resume", "--optimizer", "sgd"], "--optimizer sgd does not match checkpoint"),
+    (["--resume", "--val-fraction", "0.2"], "--val-fraction 0.2 does not match checkpoint"),
     (["--resume", "other.txt", "--iterations", "50"],
      "other.txt is not the text checkpoint ckpt/ckpt-30 was trained on"),
     (["--resume", "--iterations", "30"], "has done 30 iterations already"),
@@ -231,7 +242,8 @@ def test_sample_writes_utf8_through_a_pipe_whatever_the_locale(tmp_path):
 
 def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tf, tmp_path, monkeypatch):
     model = lstm.build_graph(tf, 4, 8)
-    info = {"format": 1, "vocabulary": "abcd", "options": {}, "text_sha256": "0" * 64}
+    info = {"format": 1, "vocabulary": "abcd", "text_sha256": "0" * 64,
+            "options": dict.fromkeys(lstm.STORED_OPTIONS)}
     rng = np.random.default_rng(0)
     with tf.compat.v1.Session(graph=model.graph) as session:
         session.run(model.init)
@@ -252,3 +264,70 @@ def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tf, tmp_path, monkey
     assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10"]
     saved = json.loads((tmp_path / "ckpt-10.json").read_text())
     assert saved["iteration"] == 10
+
+
+def test_the_best_checkpoint_outlives_the_newest_five(lstm, tf, tmp_path):
+    model = lstm.build_graph(tf, 4, 8)
+    info = {"format": 1, "vocabulary": "abcd", "text_sha256": "0" * 64,
+            "options": dict.fromkeys(lstm.STORED_OPTIONS)}
+    rng = np.random.default_rng(0)
+    with tf.compat.v1.Session(graph=model.graph) as session:
+        session.run(model.init)
+        progress = lstm.fresh_progress(model)
+        for done, val_loss in [(1, 1.5), (2, 1.2), (3, 1.3), (4, 1.4), (5, 1.4), (6, 1.5),
+                               (7, 1.6), (8, 1.1)]:
+            progress.iteration = done
+            progress.val_points.append((done, val_loss))
+            if val_loss < (progress.best or [0, np.inf])[1]:
+                progress.best = [done, val_loss]
+            lstm.save_checkpoint(session, model, str(tmp_path), progress, info, rng)
+            if done == 7:
+                assert aux_funcs.read_checkpoint_list(tmp_path) == [
+                    "ckpt-2", "ckpt-3", "ckpt-4", "ckpt-5", "ckpt-6", "ckpt-7"]
+                assert lstm.latest_checkpoint(str(tmp_path), best=True).prefix == str(
+                    tmp_path / "ckpt-2")
+    assert aux_funcs.read_checkpoint_list(tmp_path) == [
+        "ckpt-4", "ckpt-5", "ckpt-6", "ckpt-7", "ckpt-8"]
+    assert not any(name.startswith("ckpt-2.") for name in os.listdir(tmp_path))
+    assert lstm.latest_checkpoint(str(tmp_path), best=True).info["iteration"] == 8
+
+
+def test_sample_from_the_best_checkpoint(trained):
+    info, arrays = aux_funcs.load_run_state(str(trained / "ckpt" / "ckpt-30"))
+    assert info["best"][0] in (1, 11, 21, 30)
+    best = sample_text(trained, "--best", "--argmax", "--prime", "Now", "--sample-length", "40")
+    latest = sample_text(trained, "--argmax", "--prime", "Now", "--sample-length", "40")
+    assert len(best) == len(latest) == 44
+    assert (best == latest) == (info["best"][0] == 30)
+
+
+def test_tensorboard_events_hold_the_graph_and_the_losses(tf, tmp_path):
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    result = run(["richard.txt", "--iterations", "25", "--logdir", "logs", *TINY], tmp_path)
+    assert result.returncode == 0, result.stderr
+    (events_file,) = os.listdir(tmp_path / "logs")
+    steps, has_graph = {}, False
+    for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / events_file)):
+        has_graph = has_graph or bool(event.graph_def)
+        for value in event.summary.value:
+            steps.setdefault(value.tag, []).append(event.step)
+    assert has_graph
+    assert steps["loss"] == steps["smoothed_loss"] == list(range(1, 26))
+    assert steps["val_loss"] == [1, 11, 21, 25]
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(lstm, tf, tmp_path):
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    result = run(["richard.txt", "--iterations", "50", "--optimizer", "sgd",
+                  "--learning-rate", "1e37", "--seed", "1", "--save-dir", "ckpt", *TINY],
+                 tmp_path)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert re.match(r"tf-lstm-char.py: error: the (validation )?loss became (nan|inf) at "
+                    r"iteration \d+: training diverged", result.stderr)
+    names = aux_funcs.read_checkpoint_list(tmp_path / "ckpt")
+    assert names, "the run should have saved a good checkpoint before it diverged"
+    reader = tf.train.load_checkpoint(str(tmp_path / "ckpt" / names[-1]))
+    for name in reader.get_variable_to_shape_map():
+        assert np.all(np.isfinite(reader.get_tensor(name))), name
+    assert sample_text(tmp_path, "--sample-length", "20") != ""

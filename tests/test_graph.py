@@ -85,15 +85,16 @@ def trained(lstm, tf, tmp_path_factory):
     ids = aux_funcs.text_to_ids(text, char_to_idx)
     model = lstm.build_graph(tf, len(vocab), 32, seed=1)
     args = types.SimpleNamespace(
-        iterations=150, seq_length=20, sample_every=60, sample_length=50, temperature=1.0,
-        prime="", argmax=False, text_file="abc.txt",
+        iterations=150, seq_length=20, batch_size=1, sample_every=60, sample_length=50,
+        temperature=1.0, prime="", argmax=False, text_file="abc.txt",
         plots_dir=str(tmp_path_factory.mktemp("plots")))
     saved_at = []
     session = tf.compat.v1.Session(graph=model.graph)
     session.run(model.init)
     progress = lstm.fresh_progress(model)
-    lstm.train(session, model, ids, progress, args, vocab, np.random.default_rng(1),
-               lambda p: saved_at.append(p.iteration), lstm.StopRequest())
+    lstm.train(session, model, (ids, None), progress, args, vocab, np.random.default_rng(1),
+               lambda p: saved_at.append(p.iteration), lstm.StopRequest(),
+               lstm.Summaries(tf, None, model.graph))
     yield types.SimpleNamespace(model=model, session=session, text=text, vocab=vocab,
                                 progress=progress, saved_at=saved_at)
     session.close()
@@ -145,3 +146,44 @@ def test_a_temperature_near_zero_gives_the_argmax_text(lstm, trained):
     # place after the random first character, never does.
     assert successor_rate(argmax[2:], trained.text) == 1.0
     assert successor_rate(draw(temperature=5.0), trained.text) < 0.9
+
+
+def test_an_untrained_network_scores_about_log_vocab_size(lstm, session, model):
+    ids = np.random.default_rng(5).integers(VOCAB, size=3000)
+    val_loss = lstm.evaluate(session, model, lstm.held_out_tracks(ids))
+    assert val_loss == pytest.approx(math.log(VOCAB), rel=0.05)
+
+
+def training_path_loss(session, model, ids):
+    """The mean loss over `ids` through the training graph's own tensors, window by window,
+    state carried: what evaluation must agree with."""
+    state = np.zeros((2, 1, model.hidden_dim), np.float32)
+    total = 0.0
+    for start in range(0, len(ids) - 1, 50):
+        window = ids[start:start + 51]
+        encoded = aux_funcs.encode(window, model.vocab_size)[:, np.newaxis, :]
+        loss, state = session.run([model.loss, model.final_state],
+                                  {model.x: encoded[:-1], model.y: encoded[1:],
+                                   model.init_state: state})
+        total += loss * (len(window) - 1)
+    return total / (len(ids) - 1)
+
+
+def test_evaluation_matches_the_training_graph_on_the_learned_weights(lstm, trained,
+                                                                      monkeypatch):
+    session, model = trained.session, trained.model
+    ids = aux_funcs.text_to_ids(trained.text[3:700], {ch: i for i, ch in
+                                                      enumerate(trained.vocab)})
+    expected = training_path_loss(session, model, ids)
+    one_track = ids[:, np.newaxis]
+    assert lstm.evaluate(session, model, one_track) == pytest.approx(expected, rel=1e-5)
+    monkeypatch.setattr(lstm, "VAL_WINDOW", 7)
+    assert lstm.evaluate(session, model, one_track) == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluating_tracks_side_by_side_averages_them(lstm, trained):
+    session, model = trained.session, trained.model
+    ids = np.random.default_rng(6).integers(model.vocab_size, size=900)
+    tracks = aux_funcs.tracks(ids, 3)
+    each = [lstm.evaluate(session, model, tracks[:, [k]]) for k in range(3)]
+    assert lstm.evaluate(session, model, tracks) == pytest.approx(np.mean(each), rel=1e-5)

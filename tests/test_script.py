@@ -1,5 +1,8 @@
 """tf-lstm-char.py run as a user runs it: a subprocess, on a small text."""
+import csv
+import math
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -33,13 +36,24 @@ def run(args, cwd, env=None):
                           capture_output=True, text=True, timeout=300)
 
 
-def samples_after_iter_lines(stdout, length):
-    """The iteration numbers of the `iter N, loss: X` lines and the sample printed after each."""
+REPORT = re.compile(
+    r"^iter +(\d+), loss: (\d+\.\d{4}) \| epoch +(\d+\.\d\d)"
+    r"(?: \| val (\d+\.\d{4}) \((\d+\.\d{3}) bits/char\))?"
+    r" \| +(\d+\.\d) it/s +([\d,]+) chars/s \| (\d+:\d\d) elapsed, (\d+:\d\d) left\n",
+    re.MULTILINE)
+
+
+def reports(stdout, length):
+    """Each report line's fields (iteration, loss, epoch, val loss, bits/char, it/s, chars/s,
+    elapsed, left; val as None when there is none) and the sample printed after it."""
     found = []
-    for match in re.finditer(r"^iter +(\d+), loss: (\d+\.\d+)\n", stdout, re.MULTILINE):
+    for match in REPORT.finditer(stdout):
         start = match.end() + len(RULE) + 1
         assert stdout[match.end():start] == RULE + "\n"
-        found.append((int(match.group(1)), float(match.group(2)), stdout[start:start + length]))
+        it, loss, epoch, val, bits, rate, chars, elapsed, left = match.groups()
+        fields = (int(it), float(loss), float(epoch), val and float(val), bits and float(bits),
+                  float(rate), int(chars.replace(",", "")), elapsed, left)
+        found.append((fields, stdout[start:start + length]))
         assert stdout[start + length:start + length + len(RULE) + 2] == "\n" + RULE + "\n"
     return found
 
@@ -48,30 +62,84 @@ TINY = ["--iterations", "25", "--hidden-dim", "16", "--seq-length", "10",
         "--sample-every", "10", "--sample-length", "40", "--seed", "7"]
 
 
-def test_training_prints_losses_and_samples_and_saves_a_plot(workdir):
+def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir):
     result = run(["hamlet.txt", *TINY, "--plots-dir", "out"], workdir)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", "TensorFlow's start-up noise reached the user"
     lines = result.stdout.splitlines()
-    assert lines[0] == f"hamlet.txt: {len(TEXT):,} characters, {len(set(TEXT))} distinct"
-    found = samples_after_iter_lines(result.stdout, 40)
-    assert [it for it, _, _ in found] == [0, 10, 20, 24]
-    for _, loss, sample in found:
-        assert 0 < loss < 10
+    held_out = round(len(TEXT) * 0.1)
+    assert lines[0] == (f"hamlet.txt: {len(TEXT):,} characters, {len(set(TEXT))} distinct; "
+                        f"training on {len(TEXT) - held_out:,}, holding out {held_out:,}")
+    found = reports(result.stdout, 40)
+    assert [fields[0] for fields, _ in found] == [0, 10, 20, 24]
+    for (it, loss, epoch, val, bits, rate, chars, _, _), sample in found:
+        assert 0 < loss < 10 and 0 < val < 10
+        assert bits == pytest.approx(val / math.log(2), abs=1e-3)
+        assert epoch == pytest.approx((it + 1) * 10 / (len(TEXT) - held_out), abs=0.01)
+        assert chars == pytest.approx(rate * 10, rel=0.01, abs=1)
         assert len(sample) == 40 and set(sample) <= set(TEXT)
-    assert re.match(r"trained 25 iterations in \d+s \(\d+\.\d\d iterations/s\)", lines[-3])
-    assert lines[-1] == f"checkpoint: {os.path.join('checkpoints', 'hamlet', 'ckpt-25')}"
+    assert found[-1][0][8] == "0:00"
+    assert re.match(r"trained 25 iterations in \d+s \(\d+\.\d\d iterations/s\)", lines[-4])
+    assert re.match(r"validation loss \d\.\d{4} nats, \d\.\d{3} bits per character; "
+                    r"evaluating took \d+\.\ds \(\d+\.\d% of the time\)", lines[-3])
+    assert lines[-2] == "loss plot: out/hamlet_loss.png, history: out/hamlet_history.csv"
+    assert lines[-1].startswith("checkpoint: checkpoints/hamlet/ckpt-25, best: ")
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout), \
+        "control characters in output that is not a terminal"
     with open(workdir / "out" / "hamlet_loss.png", "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(workdir / "out" / "hamlet_history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["iteration"]) for row in rows] == list(range(1, 26))
+    assert [int(row["iteration"]) for row in rows if row["val_loss"]] == [1, 11, 21, 25]
+    assert float(rows[-1]["val_loss"]) == pytest.approx(found[-1][0][3], abs=1e-4)
+    assert float(rows[-1]["smoothed_loss"]) == pytest.approx(found[-1][0][1], abs=1e-4)
+
+
+def test_without_validation_the_whole_text_is_trained_on(workdir):
+    result = run(["hamlet.txt", *TINY, "--val-fraction", "0"], workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].endswith(f"training on {len(TEXT):,}, holding out 0")
+    found = reports(result.stdout, 40)
+    assert len(found) == 4 and all(fields[3] is None for fields, _ in found)
+    assert "validation" not in result.stdout and "best" not in result.stdout
 
 
 def test_a_seed_makes_the_run_repeatable(workdir):
     outputs = [run(["hamlet.txt", *TINY, "--save-dir", f"run{i}"], workdir).stdout
                for i in range(2)]
-    without_timing = [[line for line in out.splitlines()
-                       if not line.startswith(("trained", "checkpoint"))] for out in outputs]
+    without_timing = [[(fields[:5], sample) for fields, sample in reports(out, 40)]
+                      for out in outputs]
+    assert len(without_timing[0]) == 4
     assert without_timing[0] == without_timing[1]
-    assert len(samples_after_iter_lines(outputs[0], 40)) == 4
+
+
+def test_a_terminal_gets_a_progress_bar(workdir):
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "hamlet.txt", "--iterations", "150", "--hidden-dim", "16",
+         "--seq-length", "10", "--sample-every", "100", "--sample-length", "10"],
+        cwd=workdir, stdout=secondary, stderr=subprocess.PIPE)
+    os.close(secondary)
+    output = b""
+    try:
+        while chunk := read_or_eof(main):
+            output += chunk
+    finally:
+        process.wait(timeout=300)
+        os.close(main)
+    assert process.returncode == 0
+    text = output.decode()
+    assert re.search(r"\r\[#*\.*\] \d+/100 to the next sample", text)
+    # The bar is wiped before each report line, so the lines stay readable.
+    assert re.search(r"\r\x1b\[Kiter 100, loss: ", text)
+
+
+def read_or_eof(fd):
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # Linux reports the closed end of a pty as EIO
+        return b""
 
 
 def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
@@ -80,7 +148,8 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
     for flag in ("TEXT_FILE", "--iterations", "--seq-length", "--hidden-dim", "--batch-size",
                  "--learning-rate", "--optimizer", "--sample-every", "--sample-length",
                  "--seed", "--encoding", "--plots-dir", "--save-dir", "--resume", "--sample",
-                 "--temperature", "--prime", "--argmax"):
+                 "--temperature", "--prime", "--argmax", "--val-fraction", "--logdir",
+                 "--best"):
         assert flag in result.stdout
     assert "(default: 4001)" in result.stdout
 
@@ -94,6 +163,8 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
     (["--temperature", "0"], "--temperature: must be a positive finite number"),
     (["--sample", "--resume"], "--sample and --resume do not go together"),
+    (["--val-fraction", "0.6"], "--val-fraction: must be from 0 to 0.5"),
+    (["--best"], "--best goes with --sample"),
 ])
 def test_bad_flags_are_one_line_before_tensorflow(workdir, no_tensorflow, args, words):
     result = run(["hamlet.txt", *args], workdir, no_tensorflow)
@@ -108,7 +179,7 @@ def test_bad_flags_are_one_line_before_tensorflow(workdir, no_tensorflow, args, 
     (lambda d: (d / "missing.txt").write_bytes(b"caf\xe9 au lait\n" * 20),
      "not valid utf-8 at byte 3; try --encoding latin-1"),
     (lambda d: (d / "missing.txt").write_text("too short"),
-     "9 characters is too short for --seq-length 100"),
+     "8 characters to train on (after holding out 1) is too short for --seq-length 100"),
 ])
 def test_bad_text_files_are_one_line_before_tensorflow(workdir, no_tensorflow, make, words):
     make(workdir)

@@ -1,7 +1,7 @@
 """Data handling, plotting and checkpoint files for tf-lstm-char: numpy and matplotlib only.
 
 The training script reads a text with `load`, turns it into integer ids once with
-`text_to_ids`, and cuts it into time-major one-hot windows with `batch_generator`;
+`text_to_ids`, and cuts it into time-major windows of ids with `batch_generator`;
 `plot` draws the loss history to a PNG. Beside each TensorFlow checkpoint the script keeps
 what the graph does not hold (vocabulary, options, position, carried state, losses) with
 `save_run_state`, and names the latest checkpoint with `write_checkpoint_list`.
@@ -29,21 +29,25 @@ def load(path, encoding="utf-8"):
     return text, char_to_idx, idx_to_char, len(chars)
 
 
-def text_to_ids(text, char_to_idx):
-    """Map every character of `text` to its vocabulary id, in one vectorized step.
+def text_to_ids(text, char_to_idx, chunk=1 << 22):
+    """Map every character of `text` to its vocabulary id, a few million at a time.
 
     The ids come back in the smallest unsigned integer type that holds the vocabulary
-    (one byte per character for up to 256 distinct characters).
+    (one byte per character for up to 256 distinct characters); working in chunks keeps
+    the memory for a large text near the size of the result.
     """
     vocab_codes = np.array([ord(ch) for ch in sorted(char_to_idx, key=char_to_idx.get)],
                            dtype=np.uint32)
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     if np.any(np.diff(vocab_codes.astype(np.int64)) <= 0):
         raise ValueError("char_to_idx must number the characters in sorted order")
-    ids = np.searchsorted(vocab_codes, codes)
-    if len(codes) and (ids.max() >= len(vocab_codes) or np.any(vocab_codes[ids] != codes)):
-        raise ValueError("text has characters that are not in the vocabulary")
-    return ids.astype(np.min_scalar_type(max(len(vocab_codes) - 1, 0)))
+    ids = np.empty(len(text), dtype=np.min_scalar_type(max(len(vocab_codes) - 1, 0)))
+    for start in range(0, len(text), chunk):
+        codes = np.frombuffer(text[start:start + chunk].encode("utf-32-le"), dtype=np.uint32)
+        found = np.searchsorted(vocab_codes, codes)
+        if found.max() >= len(vocab_codes) or np.any(vocab_codes[found] != codes):
+            raise ValueError("text has characters that are not in the vocabulary")
+        ids[start:start + len(codes)] = found
+    return ids
 
 
 def encode(seq, vocab_size):
@@ -54,25 +58,25 @@ def encode(seq, vocab_size):
     return one_hot
 
 
-def batch_generator(ids, seq_length, vocab_size, position=0):
-    """Yield (position, inputs, targets) windows over `ids`, forever, in reading order.
+def batch_generator(ids, seq_length, batch_size=1, position=0):
+    """Yield (position, window) over `ids`, forever, in reading order.
 
-    `inputs` is ids[position:position + seq_length] and `targets` the same window shifted
-    by one character, both one-hot and time-major: shape (seq_length, 1, vocab_size).
-    The next window starts where this one ended. When fewer than seq_length + 1 ids are
-    left, reading wraps to the start of the text (position 0), as the original does; a
-    caller that carries the LSTM state resets it there.
+    The text is cut into `batch_size` contiguous tracks read side by side (see `tracks`);
+    `window` holds rows position .. position + seq_length of them: shape
+    (seq_length + 1, batch_size), time-major, a view of `ids`. Its first seq_length rows are
+    the inputs and its last seq_length rows the targets, so the next window starts on this
+    one's last row. When a track has fewer than seq_length + 1 ids left, reading wraps to
+    its start (position 0), as the original does; a caller that carries the LSTM state
+    resets it there. With batch_size 1 the one track is the whole text.
     """
-    if len(ids) < seq_length + 1:
-        raise ValueError(
-            f"text of {len(ids)} characters is too short for windows of {seq_length} + 1")
+    side_by_side = tracks(ids, batch_size)
+    if len(side_by_side) < seq_length + 1:
+        raise ValueError(f"tracks of {len(side_by_side)} characters are too short for "
+                         f"windows of {seq_length} + 1")
     while True:
-        if position + seq_length + 1 > len(ids):
+        if position + seq_length + 1 > len(side_by_side):
             position = 0
-        window = ids[position:position + seq_length + 1]
-        inputs = encode(window[:-1], vocab_size)[:, np.newaxis, :]
-        targets = encode(window[1:], vocab_size)[:, np.newaxis, :]
-        yield position, inputs, targets
+        yield position, side_by_side[position:position + seq_length + 1]
         position += seq_length
 
 
@@ -84,11 +88,11 @@ def split_train_val(ids, val_fraction):
 
 
 def tracks(ids, count):
-    """Cut `ids` into `count` contiguous tracks of equal length, side by side: an array of
+    """Cut `ids` into `count` contiguous tracks of equal length, side by side: a view of
     shape (track length, count), time-major. The few ids that do not fill a track are left
     out."""
     length = len(ids) // count
-    return np.ascontiguousarray(np.reshape(ids[:length * count], (count, length)).T)
+    return np.reshape(ids[:length * count], (count, length)).T
 
 
 def epoch_starts(it, it_per_epoch):

@@ -51,28 +51,34 @@ import aux_funcs
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_TEXT = os.path.join(HERE, "data", "shakespeare.txt")
 RULE = "-" * 72
+FORGET_BIAS = 1.0  # LSTMCell's default, added to the forget gate
 # Options that shape the graph: a checkpoint can only be restored into a graph built alike.
 GRAPH_OPTIONS = ("hidden_dim", "batch_size", "optimizer")
 # Options a resumed run must keep: the graph's, and the split of the text it trains on.
 FIXED_OPTIONS = GRAPH_OPTIONS + ("val_fraction",)
 # Options a resumed run or a sample takes from the checkpoint unless they are typed again.
 STORED_OPTIONS = ("text_file", "encoding", "val_fraction", "hidden_dim", "iterations",
-                  "seq_length", "batch_size", "learning_rate", "optimizer", "sample_every",
-                  "sample_length", "temperature", "prime", "argmax", "seed", "plots_dir",
-                  "logdir")
+                  "seq_length", "batch_size", "learning_rate", "optimizer", "clip",
+                  "sample_every", "sample_length", "temperature", "prime", "argmax", "sampler",
+                  "seed", "xla", "bf16", "plots_dir", "logdir")
 KEEP_CHECKPOINTS = 5  # the newest ones, and the best by validation loss; others are removed
 # Held-out evaluation: characters per track at least, tracks at most, steps per session.run.
 VAL_TRACK_LENGTH = 1000
 VAL_MAX_TRACKS = 32
 VAL_WINDOW = 1000
+# Beyond this many held-out characters evaluation would cost more than training between two
+# sample points on a large text; the rest of the held-out text is still never trained on.
+VAL_MAX_CHARS = 200_000
 # What every checkpoint's .json and .npz must hold.
 RUN_INFO = ("format", "vocabulary", "options", "text_sha256", "iteration", "position",
             "rng_state", "best")
 RUN_ARRAYS = ("state", "loss_hist", "smooth_loss_hist", "val_points")
 
-Model = namedtuple("Model", "graph x y init_state final_state logits probabilities loss "
-                            "training init saver val_ids val_init_state val_final_state "
-                            "val_loss_sum vocab_size hidden_dim batch_size")
+Model = namedtuple("Model", "graph x y x_ids y_ids init_state final_state logits "
+                            "probabilities loss training init saver val_ids val_init_state "
+                            "val_final_state val_loss_sum sample_prime sample_length "
+                            "temperature use_argmax sample_ids vocab_size hidden_dim "
+                            "batch_size")
 # A checkpoint on disk: its path prefix, its .json contents and its .npz arrays.
 Checkpoint = namedtuple("Checkpoint", "prefix info arrays")
 
@@ -164,12 +170,17 @@ def build_parser():
     optim.add_argument("--seq-length", type=positive_int, default=100, metavar="N",
                        help="characters per training window (default: %(default)s)")
     optim.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
-                       help="windows per iteration; only 1 for now (default: %(default)s)")
+                       help="streams trained side by side: the text is cut into this many "
+                            "tracks, each read in order with its own LSTM state; 1 is the "
+                            "original (default: %(default)s)")
     optim.add_argument("--learning-rate", type=positive_float, default=1e-2, metavar="F",
                        help="optimizer step size (default: %(default)s)")
     optim.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                        help="Adam, or the plain gradient descent the original keeps "
                             "commented out (default: %(default)s)")
+    optim.add_argument("--clip", type=positive_float, default=None, metavar="F",
+                       help="scale the gradients down to a global norm of at most F "
+                            "(default: no clipping, as the original)")
 
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--sample", action="store_true",
@@ -189,12 +200,25 @@ def build_parser():
                                "(default: one random character)")
     sampling.add_argument("--argmax", action="store_true",
                           help="always take the most likely character instead of drawing")
+    sampling.add_argument("--sampler", choices=("graph", "feed"), default="graph",
+                          help="draw a whole sample in one session.run with a tf.while_loop, "
+                               "or feed one character per session.run as the original does "
+                               "(default: %(default)s)")
     sampling.add_argument("--best", action="store_true",
                           help="with --sample, use the checkpoint with the lowest validation "
                                "loss instead of the latest")
     sampling.add_argument("--seed", type=non_negative_int, default=None, metavar="N",
                           help="random seed; give one to make a run or a sample repeatable "
                                "(default: a new one each run)")
+
+    speed = parser.add_argument_group("speed (see the Performance section of README.md)")
+    speed.add_argument("--xla", action="store_true",
+                       help="let XLA compile clusters of the graph; measured here it did not "
+                            "pay off, and it keeps --bf16 from working")
+    speed.add_argument("--bf16", action="store_true",
+                       help="run the matrix products in bfloat16 (weights and sums stay "
+                            "float32): much faster on processors with AVX512-BF16 or AMX, "
+                            "slightly different numbers")
 
     book = parser.add_argument_group("bookkeeping")
     book.add_argument("--plots-dir", default="plots", metavar="DIR",
@@ -213,9 +237,6 @@ def parse_args(argv=None):
     """Parse the command line; `args.given` names the options the user typed."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.batch_size != 1:
-        parser.error("argument --batch-size: only 1 is supported for now, "
-                     f"got {args.batch_size}")
     if args.best and not args.sample:
         parser.error("--best goes with --sample")
     if args.sample and args.resume:
@@ -257,12 +278,21 @@ def quiet_stderr():
             os.close(saved)
 
 
-def import_tensorflow():
-    """Import TensorFlow with the tf-keras RNN cells and without its start-up noise."""
+def import_tensorflow(xla=False):
+    """Import TensorFlow with the tf-keras RNN cells and without its start-up noise.
+
+    Everything here is read once, when TensorFlow is first imported in the process.
+    """
     # With Keras 3, tf.compat.v1.nn.rnn_cell.LSTMCell is gone; this brings it back from
-    # tf-keras, and is read only when TensorFlow is first imported.
+    # tf-keras.
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # oneDNN's kernels are TensorFlow's default only on some processors; they are the
+    # largest single speed-up measured here (tests/benchmark.py), so ask for them everywhere.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if xla:
+        # On the CPU, XLA auto-clustering needs this besides the session's global_jit_level.
+        os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit")
     try:
         with quiet_stderr():
             import tensorflow as tf
@@ -274,12 +304,29 @@ def import_tensorflow():
     return tf
 
 
+def session_config(tf, xla=False, bf16=False):
+    """Session options that run the same graph faster (see the Performance section)."""
+    config = tf.compat.v1.ConfigProto()
+    if xla:
+        config.graph_options.optimizer_options.global_jit_level = (
+            tf.compat.v1.OptimizerOptions.ON_1)
+    if bf16:
+        # oneDNN runs matrix products in bfloat16 where the processor has it; weights and
+        # sums stay float32.
+        rewrites = config.graph_options.rewrite_options
+        rewrites.auto_mixed_precision_onednn_bfloat16 = type(rewrites).ON
+    return config
+
+
 def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
-                optimizer="adam", seed=None):
-    """Build the training and sampling graph once; return its handles as a Model.
+                optimizer="adam", seed=None, clip=None):
+    """Build the training, evaluation and sampling graph once; return its handles as a Model.
 
     Every tensor a user may want to reach again is named: x, y, init_state, final_state,
-    out_w, out_b, logits, probabilities, loss and training.
+    out_w, out_b, logits, probabilities, loss and training as in the original; x_ids and
+    y_ids, the integer form of x and y the trainer feeds; val_ids, val_init_state,
+    val_final_state and val_loss_sum for held-out text; sample_prime, sample_length,
+    temperature, argmax and sample_ids for the in-graph sampler.
     """
     tf1 = tf.compat.v1
     graph = tf.Graph()
@@ -289,11 +336,21 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*deprecated")
         if seed is not None:
             tf1.set_random_seed(seed)
-        x = tf1.placeholder(tf.float32, [None, batch_size, vocab_size], name="x")
-        y = tf1.placeholder(tf.float32, [None, batch_size, vocab_size], name="y")
+        # x and y are the original's one-hot placeholders. The trainer feeds character ids
+        # instead and lets the graph expand them, which spares building the one-hot arrays
+        # in Python; x and y can still be fed directly, by name, as in the original.
+        x_ids = tf1.placeholder_with_default(tf.zeros([0, batch_size], tf.int32),
+                                             [None, batch_size], name="x_ids")
+        y_ids = tf1.placeholder_with_default(tf.zeros([0, batch_size], tf.int32),
+                                             [None, batch_size], name="y_ids")
+        x = tf1.placeholder_with_default(tf.one_hot(x_ids, vocab_size),
+                                         [None, batch_size, vocab_size], name="x")
+        y = tf1.placeholder_with_default(tf.one_hot(y_ids, vocab_size),
+                                         [None, batch_size, vocab_size], name="y")
         init_state = tf1.placeholder(tf.float32, [2, batch_size, hidden_dim],
                                      name="init_state")
         cell = tf1.nn.rnn_cell.LSTMCell(hidden_dim, state_is_tuple=True,
+                                       forget_bias=FORGET_BIAS,
                                        initializer=tf1.glorot_uniform_initializer())
         state = tf1.nn.rnn_cell.LSTMStateTuple(init_state[0], init_state[1])
         outputs, last = tf1.nn.dynamic_rnn(cell, x, initial_state=state, time_major=True)
@@ -303,18 +360,22 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
         out_w = tf1.get_variable("out_w", [hidden_dim, vocab_size],
                                  initializer=tf1.glorot_uniform_initializer())
         out_b = tf1.get_variable("out_b", [vocab_size], initializer=tf1.zeros_initializer())
+
+        def scores(lstm_outputs):
+            return tf.matmul(tf.reshape(lstm_outputs, [-1, hidden_dim]), out_w) + out_b
+
         # One row per (time step, stream), time-major: row t * batch_size + b.
-        logits = tf.add(tf.matmul(tf.reshape(outputs, [-1, hidden_dim]), out_w), out_b,
-                        name="logits")
+        logits = tf.identity(scores(outputs), name="logits")
         probabilities = tf.nn.softmax(logits, name="probabilities")
         labels = tf.reshape(y, [-1, vocab_size])
         loss = tf.reduce_mean(
             tf1.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=logits),
             name="loss")
-        # Held-out evaluation: the same cell and output layer, fed integer ids (one-hot in the
-        # graph, so a long text is never one-hot in memory), any number of side-by-side
-        # tracks, each window's first row only as input and its last only as target. It gives
-        # the summed loss, so windows of any length add up to a mean over the whole text.
+
+        # Held-out evaluation: the same cell and output layer, fed integer ids, any number of
+        # side-by-side tracks, each window's first row only as input and its last only as
+        # target. It gives the summed loss, so windows of any length add up to a mean over the
+        # whole text.
         val_ids = tf1.placeholder(tf.int32, [None, None], name="val_ids")
         val_init_state = tf1.placeholder(tf.float32, [2, None, hidden_dim],
                                          name="val_init_state")
@@ -323,53 +384,121 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
             initial_state=tf1.nn.rnn_cell.LSTMStateTuple(val_init_state[0], val_init_state[1]),
             time_major=True, scope="val_rnn")
         val_final_state = tf.stack([val_last.c, val_last.h], name="val_final_state")
-        val_logits = tf.matmul(tf.reshape(val_outputs, [-1, hidden_dim]), out_w) + out_b
         val_loss_sum = tf.reduce_sum(
             tf1.nn.softmax_cross_entropy_with_logits_v2(
                 labels=tf.one_hot(tf.reshape(val_ids[1:], [-1]), vocab_size),
-                logits=val_logits),
+                logits=scores(val_outputs)),
             name="val_loss_sum")
+
+        # The in-graph sampler: read the prime from a zero state, then draw one character at
+        # a time inside a tf.while_loop, feeding each back, so a whole sample is one
+        # session.run instead of one per character. Its step is the LSTM cell's own
+        # arithmetic written out on the cell's variables, because a one-hot input times the
+        # kernel is just one row of it: gathering that row instead of multiplying, with the
+        # kernel split and the forget bias added once outside the loop, makes sampling about
+        # half again as fast (tests check that it gives the cell's results).
+        sample_prime = tf1.placeholder(tf.int32, [None], name="sample_prime")
+        sample_length = tf1.placeholder(tf.int32, [], name="sample_length")
+        temperature = tf1.placeholder_with_default(1.0, [], name="temperature")
+        use_argmax = tf1.placeholder_with_default(False, [], name="argmax")
+        prime_outputs, prime_state = tf1.nn.dynamic_rnn(
+            cell, tf.one_hot(sample_prime[:, tf.newaxis], vocab_size),
+            initial_state=cell.zero_state(1, tf.float32), time_major=True, scope="sample_rnn")
+        kernel, bias = (next(v for v in cell.variables if v.op.name.endswith(name))
+                        for name in ("kernel", "bias"))
+        input_rows, recurrent_kernel = kernel[:vocab_size], kernel[vocab_size:]
+        # The cell's gates are laid out i, j, f, o; f gets the forget bias.
+        gate_bias = bias + tf.concat([tf.zeros([2 * hidden_dim]),
+                                      tf.fill([hidden_dim], FORGET_BIAS),
+                                      tf.zeros([hidden_dim])], axis=0)
+
+        def draw_one(i, last_scores, lstm_state, drawn):
+            next_id = tf1.where(
+                use_argmax, tf.argmax(last_scores, axis=1, output_type=tf.int32),
+                tf.random.categorical(last_scores / temperature, 1, dtype=tf.int32)[:, 0])
+            c, h = lstm_state
+            gates = (tf.gather(input_rows, next_id) + tf.matmul(h, recurrent_kernel)
+                     + gate_bias)
+            in_gate, candidate, forget_gate, out_gate = tf.split(gates, 4, axis=1)
+            c = tf.sigmoid(forget_gate) * c + tf.sigmoid(in_gate) * tf.tanh(candidate)
+            h = tf.sigmoid(out_gate) * tf.tanh(c)
+            return (i + 1, scores(h), tf1.nn.rnn_cell.LSTMStateTuple(c, h),
+                    drawn.write(i, next_id[0]))
+
+        _, _, _, drawn = tf.while_loop(
+            lambda i, *rest: i < sample_length, draw_one,
+            [tf.constant(0), scores(prime_outputs[-1]), prime_state,
+             tf.TensorArray(tf.int32, size=sample_length)])
+        sample_ids = tf.identity(drawn.stack(), name="sample_ids")
 
         if optimizer == "adam":
             step = tf1.train.AdamOptimizer(learning_rate)
         else:
             step = tf1.train.GradientDescentOptimizer(learning_rate)
-        training = step.minimize(loss, name="training")
+        if clip:
+            gradients, variables = zip(*step.compute_gradients(loss))
+            gradients, _ = tf.clip_by_global_norm(gradients, clip)
+            training = step.apply_gradients(zip(gradients, variables), name="training")
+        else:
+            training = step.minimize(loss, name="training")
         init = tf1.global_variables_initializer()
         # Old checkpoints are removed by save_checkpoint, once a newer one is complete.
         saver = tf1.train.Saver(max_to_keep=None)
     graph.finalize()
-    return Model(graph, x, y, init_state, final_state, logits, probabilities, loss, training,
-                 init, saver, val_ids, val_init_state, val_final_state, val_loss_sum,
-                 vocab_size, hidden_dim, batch_size)
+    return Model(graph=graph, x=x, y=y, x_ids=x_ids, y_ids=y_ids, init_state=init_state,
+                 final_state=final_state, logits=logits, probabilities=probabilities,
+                 loss=loss, training=training, init=init, saver=saver, val_ids=val_ids,
+                 val_init_state=val_init_state, val_final_state=val_final_state,
+                 val_loss_sum=val_loss_sum, sample_prime=sample_prime,
+                 sample_length=sample_length, temperature=temperature, use_argmax=use_argmax,
+                 sample_ids=sample_ids, vocab_size=vocab_size, hidden_dim=hidden_dim,
+                 batch_size=batch_size)
 
 
 def zero_state(model):
     return np.zeros((2, model.batch_size, model.hidden_dim), dtype=np.float32)
 
 
-def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=False):
-    """Draw `length` character ids, one session.run each, as the original does.
+def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=False,
+           sampler="graph"):
+    """Draw `length` character ids after the prime (by default one random character), read
+    from a zero state; each drawn character is fed back as the next input.
 
-    Starts from a zero state and the prime (by default one random character); each drawn
-    character is fed back as the next input, with the state the network returned.
+    The "graph" sampler does it in one session.run, inside the graph; the "feed" sampler is
+    the original's, one session.run per character. They draw from the same distribution.
     """
+    start = list(prime_ids) or [int(rng.integers(model.vocab_size))]
+    if sampler == "feed":
+        return sample_by_feeding(session, model, length, rng, temperature, start, argmax)
+    drawn = session.run(model.sample_ids, {model.sample_prime: start,
+                                           model.sample_length: length,
+                                           model.temperature: temperature,
+                                           model.use_argmax: argmax})
+    if np.any(drawn < 0) or np.any(drawn >= model.vocab_size):
+        raise Diverged("network's output", "not finite", None)
+    return drawn.tolist()
+
+
+def sample_by_feeding(session, model, length, rng, temperature, start, argmax):
+    # The training graph reads batch_size streams; all of them get the same characters here
+    # and the first is read.
     state = zero_state(model)
-    feed = list(prime_ids) or [rng.integers(model.vocab_size)]
+    feed = start
     drawn = []
     while True:
-        inputs = aux_funcs.encode(feed, model.vocab_size)[:, np.newaxis, :]
+        inputs = np.repeat(np.asarray(feed)[:, np.newaxis], model.batch_size, axis=1)
         logits, state = session.run([model.logits, model.final_state],
-                                    {model.x: inputs, model.init_state: state})
-        if not np.all(np.isfinite(logits)):
+                                    {model.x_ids: inputs, model.init_state: state})
+        last = logits[(len(feed) - 1) * model.batch_size]
+        if not np.all(np.isfinite(last)):
             raise Diverged("network's output", "not finite", None)
         if len(drawn) == length:
             return drawn
         if argmax:
-            char_id = int(np.argmax(logits[-1]))
+            char_id = int(np.argmax(last))
         else:
-            char_id = rng.choice(model.vocab_size,
-                                 p=aux_funcs.char_distribution(logits[-1], temperature))
+            char_id = int(rng.choice(model.vocab_size,
+                                     p=aux_funcs.char_distribution(last, temperature)))
         drawn.append(char_id)
         feed = [char_id]
 
@@ -418,11 +547,13 @@ class StopRequest:
 
 
 def held_out_tracks(val_ids):
-    """The held-out ids as side-by-side tracks of at least VAL_TRACK_LENGTH characters.
+    """The held-out ids (the first VAL_MAX_CHARS of them) as side-by-side tracks of at least
+    VAL_TRACK_LENGTH characters.
 
     Reading a few tracks at once costs little more than reading one, and each track is long
     enough that starting it from a zero state hardly changes its mean loss.
     """
+    val_ids = val_ids[:VAL_MAX_CHARS]
     count = max(1, min(VAL_MAX_TRACKS, len(val_ids) // VAL_TRACK_LENGTH))
     return aux_funcs.tracks(val_ids, count)
 
@@ -513,23 +644,24 @@ def train(session, model, data, progress, args, vocab, rng, checkpoint, stop, su
     Returns the seconds spent evaluating.
     """
     ids, val_tracks = data
-    it_per_epoch = len(ids) / args.seq_length
+    it_per_epoch = len(ids) / (args.seq_length * args.batch_size)
     text_name = text_name_of(args.text_file)
     width = len(str(args.iterations - 1))
     prime_ids = [vocab.index(ch) for ch in args.prime]
-    batches = aux_funcs.batch_generator(ids, args.seq_length, model.vocab_size,
+    batches = aux_funcs.batch_generator(ids, args.seq_length, args.batch_size,
                                         progress.position)
     bar = ProgressBar(sys.stdout)
     start, eval_seconds = time.perf_counter(), 0.0
     first_iteration, interval_start, interval_steps = progress.iteration, start, 0
     while progress.iteration < args.iterations:
         it = progress.iteration
-        position, inputs, targets = next(batches)
+        position, window = next(batches)
         if position == 0:
             progress.state = zero_state(model)
         loss, progress.state, _ = session.run(
             [model.loss, model.final_state, model.training],
-            {model.x: inputs, model.y: targets, model.init_state: progress.state})
+            {model.x_ids: window[:-1], model.y_ids: window[1:],
+             model.init_state: progress.state})
         if not math.isfinite(loss):
             bar.clear()
             raise Diverged("loss", loss, it)
@@ -563,7 +695,7 @@ def train(session, model, data, progress, args, vocab, rng, checkpoint, stop, su
         print(report_line(it, width, smooth_loss, done / it_per_epoch, val_loss, rate,
                           rate * args.seq_length * args.batch_size, elapsed, left))
         drawn = sample(session, model, args.sample_length, rng, args.temperature, prime_ids,
-                       args.argmax)
+                       args.argmax, args.sampler)
         text = args.prime + "".join(vocab[i] for i in drawn)
         print(f"{RULE}\n{text}\n{RULE}", flush=True)
         aux_funcs.plot(progress.loss_hist, progress.smooth_loss_hist, it, it_per_epoch,
@@ -748,15 +880,16 @@ def run_sample(args):
     adopt_checkpoint_options(args, saved, GRAPH_OPTIONS, GRAPH_OPTIONS)
     vocab = list(saved.info["vocabulary"])
     check_prime(args.prime, vocab)
-    tf = import_tensorflow()
+    tf = import_tensorflow(args.xla)
     # One stream is enough to sample, whatever batch the checkpoint was trained with.
     model = build_graph(tf, len(vocab), args.hidden_dim, 1, args.learning_rate,
-                        args.optimizer)
+                        args.optimizer, args.seed, args.clip)
     rng = np.random.default_rng(args.seed)
-    with tf.compat.v1.Session(graph=model.graph) as session:
+    with tf.compat.v1.Session(graph=model.graph,
+                              config=session_config(tf, args.xla, args.bf16)) as session:
         restore_checkpoint(session, model, saved.prefix)
         drawn = sample(session, model, args.sample_length, rng, args.temperature,
-                       [vocab.index(ch) for ch in args.prime], args.argmax)
+                       [vocab.index(ch) for ch in args.prime], args.argmax, args.sampler)
     sys.stdout.write(args.prime + "".join(vocab[i] for i in drawn) + "\n")
     return 0
 
@@ -773,6 +906,11 @@ def check_training_inputs(args, resumed):
                         + (f" (after holding out {held_out})" if held_out else "")
                         + f" is too short for --seq-length {args.seq_length}; it needs at "
                         f"least {args.seq_length + 1}")
+    track = (len(text) - held_out) // args.batch_size
+    if track < args.seq_length + 1:
+        raise UserError(f"--batch-size {args.batch_size} cuts the {len(text) - held_out} "
+                        f"characters to train on into tracks of {track}, shorter than one "
+                        f"window of --seq-length {args.seq_length} + 1; use a smaller batch")
     if args.val_fraction and held_out < 2:
         raise UserError(f"{args.text_file}: --val-fraction {args.val_fraction} holds out "
                         f"{held_out} characters, too few to evaluate; give a larger one, or 0")
@@ -810,13 +948,15 @@ def run_training(args):
                                                    args.val_fraction)
     val_tracks = held_out_tracks(val_ids) if len(val_ids) else None
     print(f"{display_path(args.text_file)}: {len(text):,} characters, {len(vocab)} distinct; "
-          f"training on {len(train_ids):,}, holding out {len(val_ids):,}", flush=True)
+          f"training on {len(train_ids):,}, holding out {len(val_ids):,}"
+          + (f" (evaluating the first {VAL_MAX_CHARS:,})" if len(val_ids) > VAL_MAX_CHARS
+             else ""), flush=True)
 
-    tf = import_tensorflow()
+    tf = import_tensorflow(args.xla)
     if args.seed is not None:
         tf.config.experimental.enable_op_determinism()
     model = build_graph(tf, len(vocab), args.hidden_dim, args.batch_size,
-                        args.learning_rate, args.optimizer, args.seed)
+                        args.learning_rate, args.optimizer, args.seed, args.clip)
     rng = np.random.default_rng(args.seed)
     options = {name: getattr(args, name) for name in STORED_OPTIONS}
     options["text_file"] = os.path.abspath(args.text_file)
@@ -824,7 +964,9 @@ def run_training(args):
                 "text_sha256": text_sha256}
     summaries = Summaries(tf, args.logdir, model.graph)
     start = time.perf_counter()
-    with tf.compat.v1.Session(graph=model.graph) as session, StopRequest() as stop:
+    config = session_config(tf, args.xla, args.bf16)
+    with tf.compat.v1.Session(graph=model.graph, config=config) as session, \
+            StopRequest() as stop:
         if resumed:
             restore_checkpoint(session, model, resumed.prefix)
             progress = Progress(resumed.info["iteration"], resumed.info["position"],

@@ -47,6 +47,13 @@ def test_text_to_ids_widens_for_a_large_vocabulary():
     assert ids[-1] == 0 and ids[299] == 299
 
 
+def test_text_to_ids_works_in_chunks():
+    text = "abcab" * 7
+    char_to_idx = {"a": 0, "b": 1, "c": 2}
+    assert aux_funcs.text_to_ids(text, char_to_idx, chunk=4).tolist() == [
+        char_to_idx[ch] for ch in text]
+
+
 def test_text_to_ids_refuses_unknown_characters():
     with pytest.raises(ValueError, match="not in the vocabulary"):
         aux_funcs.text_to_ids("abz", {"a": 0, "b": 1})
@@ -62,36 +69,59 @@ def test_encode_is_one_hot_float32():
 
 def test_batch_generator_gives_consecutive_time_major_windows():
     ids = np.arange(23) % 7
-    batches = aux_funcs.batch_generator(ids, 5, 7)
-    position, inputs, targets = next(batches)
+    batches = aux_funcs.batch_generator(ids, 5)
+    position, window = next(batches)
     assert position == 0
-    assert inputs.shape == targets.shape == (5, 1, 7)
-    assert inputs.dtype == np.float32
-    assert inputs[:, 0].argmax(axis=1).tolist() == ids[0:5].tolist()
-    assert targets[:, 0].argmax(axis=1).tolist() == ids[1:6].tolist()
-    position, inputs, _ = next(batches)
+    assert window.shape == (6, 1)
+    assert window[:-1, 0].tolist() == ids[0:5].tolist()   # inputs
+    assert window[1:, 0].tolist() == ids[1:6].tolist()    # targets, one character on
+    position, window = next(batches)
     assert position == 5
-    assert inputs[:, 0].argmax(axis=1).tolist() == ids[5:10].tolist()
+    assert window[:-1, 0].tolist() == ids[5:10].tolist()
 
 
 def test_batch_generator_wraps_to_the_start():
     ids = np.arange(16) % 4
-    positions = [next_batch[0] for next_batch, _ in
-                 zip(aux_funcs.batch_generator(ids, 5, 4), range(5))]
+    positions = [position for (position, _), _ in
+                 zip(aux_funcs.batch_generator(ids, 5), range(5))]
     # 16 ids hold three windows of 5 (each needing one more id for its targets).
     assert positions == [0, 5, 10, 0, 5]
 
 
 def test_batch_generator_starts_where_asked():
     ids = np.arange(30) % 3
-    position, inputs, _ = next(aux_funcs.batch_generator(ids, 4, 3, position=8))
+    position, window = next(aux_funcs.batch_generator(ids, 4, position=8))
     assert position == 8
-    assert inputs[:, 0].argmax(axis=1).tolist() == ids[8:12].tolist()
+    assert window[:-1, 0].tolist() == ids[8:12].tolist()
+
+
+def test_a_batch_reads_contiguous_tracks_side_by_side():
+    ids = np.arange(40)
+    batches = aux_funcs.batch_generator(ids, 3, batch_size=4)
+    _, first = next(batches)
+    _, second = next(batches)
+    assert first.shape == (4, 4)
+    # Track k is ids[10k:10k + 10], and each column reads its own track in order.
+    assert first[:, 1].tolist() == [10, 11, 12, 13]
+    assert second[:, 1].tolist() == [13, 14, 15, 16]
+    assert first[:, 3].tolist() == [30, 31, 32, 33]
+    _, third = next(batches)
+    _, wrapped = next(batches)
+    assert third[:, 0].tolist() == [6, 7, 8, 9]
+    assert wrapped[:, 0].tolist() == [0, 1, 2, 3]
 
 
 def test_batch_generator_refuses_a_text_shorter_than_a_window():
     with pytest.raises(ValueError, match="too short"):
-        next(aux_funcs.batch_generator(np.zeros(5, np.uint8), 5, 1))
+        next(aux_funcs.batch_generator(np.zeros(5, np.uint8), 5))
+    with pytest.raises(ValueError, match="too short"):
+        next(aux_funcs.batch_generator(np.zeros(50, np.uint8), 5, batch_size=10))
+
+
+def test_windows_are_views_not_copies():
+    ids = np.arange(1000, dtype=np.uint8)
+    _, window = next(aux_funcs.batch_generator(ids, 10, batch_size=4))
+    assert np.shares_memory(window, ids)
 
 
 def test_epoch_starts_advance_with_the_iteration():
@@ -193,9 +223,8 @@ def test_the_held_out_text_never_overlaps_the_training_text(fraction):
     assert len(held_out) == round(1003 * fraction)
     assert np.array_equal(np.concatenate([train, held_out]), ids)
     seen = set()
-    for (_, inputs, targets), _ in zip(aux_funcs.batch_generator(train, 10, 1003), range(300)):
-        seen.update(inputs[:, 0].argmax(axis=1).tolist())
-        seen.update(targets[:, 0].argmax(axis=1).tolist())
+    for (_, window), _ in zip(aux_funcs.batch_generator(train, 10, batch_size=3), range(300)):
+        seen.update(window.ravel().tolist())
     assert seen <= set(train.tolist()) and not seen & set(held_out.tolist())
 
 

@@ -86,7 +86,7 @@ def trained(lstm, tf, tmp_path_factory):
     model = lstm.build_graph(tf, len(vocab), 32, seed=1)
     args = types.SimpleNamespace(
         iterations=150, seq_length=20, batch_size=1, sample_every=60, sample_length=50,
-        temperature=1.0, prime="", argmax=False, text_file="abc.txt",
+        temperature=1.0, prime="", argmax=False, sampler="graph", text_file="abc.txt",
         plots_dir=str(tmp_path_factory.mktemp("plots")))
     saved_at = []
     session = tf.compat.v1.Session(graph=model.graph)
@@ -187,3 +187,74 @@ def test_evaluating_tracks_side_by_side_averages_them(lstm, trained):
     tracks = aux_funcs.tracks(ids, 3)
     each = [lstm.evaluate(session, model, tracks[:, [k]]) for k in range(3)]
     assert lstm.evaluate(session, model, tracks) == pytest.approx(np.mean(each), rel=1e-5)
+
+
+def test_a_batch_holds_independent_streams(lstm, tf):
+    model = lstm.build_graph(tf, VOCAB, HIDDEN, batch_size=3, seed=2)
+    streams = np.array([[0, 1, 2, 3, 4], [5, 4, 3, 2, 1], [2, 2, 2, 2, 2]]).T  # time-major
+    with tf.compat.v1.Session(graph=model.graph) as session:
+        session.run(model.init)
+
+        def run(ids):
+            return session.run([model.probabilities, model.final_state],
+                               {model.x_ids: ids, model.init_state: lstm.zero_state(model)})
+        probs, state = run(streams)
+        changed = streams.copy()
+        changed[:, 1] = [1, 1, 1, 1, 1]
+        probs_changed, state_changed = run(changed)
+        swapped, state_swapped = run(streams[:, [2, 1, 0]])
+    rows = probs.reshape(5, 3, VOCAB)  # row t * batch_size + b
+    np.testing.assert_allclose(probs_changed.reshape(5, 3, VOCAB)[:, [0, 2]], rows[:, [0, 2]],
+                               atol=1e-6)
+    assert not np.allclose(probs_changed.reshape(5, 3, VOCAB)[:, 1], rows[:, 1], atol=1e-4)
+    np.testing.assert_allclose(swapped.reshape(5, 3, VOCAB), rows[:, [2, 1, 0]], atol=1e-6)
+    np.testing.assert_allclose(state_swapped, state[:, [2, 1, 0]], atol=1e-6)
+    np.testing.assert_allclose(state_changed[:, 0], state[:, 0], atol=1e-6)
+
+
+def test_feeding_ids_equals_feeding_the_original_one_hot(session, model, lstm):
+    ids = np.array([[3], [1], [4], [1], [5]])
+    by_ids = session.run(model.probabilities, {model.x_ids: ids,
+                                               model.init_state: lstm.zero_state(model)})
+    by_one_hot = session.run(model.probabilities, {model.x: one_hot_steps(ids[:, 0]),
+                                                   model.init_state: lstm.zero_state(model)})
+    np.testing.assert_allclose(by_ids, by_one_hot, atol=1e-7)
+
+
+def test_both_samplers_write_the_same_argmax_text(lstm, trained):
+    for prime in ([], [trained.vocab.index(ch) for ch in "cdefg"]):
+        texts = [lstm.sample(trained.session, trained.model, 80, np.random.default_rng(8),
+                             prime_ids=prime, argmax=True, sampler=sampler)
+                 for sampler in ("graph", "feed")]
+        assert len(texts[0]) == 80
+        assert texts[0] == texts[1]
+
+
+def test_the_in_graph_sampler_draws_from_the_network_distribution(lstm, session, model):
+    prime = [2, 5, 1]
+    logits = session.run(model.logits, {model.x_ids: np.array(prime)[:, np.newaxis],
+                                        model.init_state: lstm.zero_state(model)})[-1]
+    expected = aux_funcs.char_distribution(logits, 0.3)
+    draws = 3000
+    counts = np.bincount([lstm.sample(session, model, 1, None, 0.3, prime)[0]
+                          for _ in range(draws)], minlength=VOCAB)
+    assert np.abs(counts / draws - expected).sum() / 2 < 0.04, (counts / draws, expected)
+    assert expected.max() > 1.5 / VOCAB, "the distribution is too flat to tell anything"
+
+
+def test_clipping_bounds_the_update(lstm, tf):
+    ids = np.array([[0], [1], [2], [3], [4], [5], [0]])
+
+    def update_norm(clip):
+        model = lstm.build_graph(tf, VOCAB, HIDDEN, learning_rate=1.0, optimizer="sgd",
+                                 seed=3, clip=clip)
+        variables = model.graph.get_collection("trainable_variables")
+        with tf.compat.v1.Session(graph=model.graph) as session:
+            session.run(model.init)
+            before = session.run(variables)
+            session.run(model.training, {model.x_ids: ids[:-1], model.y_ids: ids[1:],
+                                         model.init_state: lstm.zero_state(model)})
+            after = session.run(variables)
+        return math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before)))
+    assert update_norm(None) > 0.1
+    assert update_norm(0.01) == pytest.approx(0.01, rel=1e-3)

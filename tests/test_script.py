@@ -149,7 +149,7 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
                  "--learning-rate", "--optimizer", "--sample-every", "--sample-length",
                  "--seed", "--encoding", "--plots-dir", "--save-dir", "--resume", "--sample",
                  "--temperature", "--prime", "--argmax", "--val-fraction", "--logdir",
-                 "--best"):
+                 "--best", "--clip", "--sampler", "--xla", "--bf16"):
         assert flag in result.stdout
     assert "(default: 4001)" in result.stdout
 
@@ -159,7 +159,7 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
     (["--seq-length", "-5"], "--seq-length: must be a positive integer"),
     (["--hidden-dim", "big"], "invalid positive integer value: 'big'"),
     (["--learning-rate", "nan"], "--learning-rate: must be a positive finite number"),
-    (["--batch-size", "2"], "only 1 is supported for now"),
+    (["--batch-size", "0"], "--batch-size: must be a positive integer"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
     (["--temperature", "0"], "--temperature: must be a positive finite number"),
     (["--sample", "--resume"], "--sample and --resume do not go together"),
@@ -180,10 +180,13 @@ def test_bad_flags_are_one_line_before_tensorflow(workdir, no_tensorflow, args, 
      "not valid utf-8 at byte 3; try --encoding latin-1"),
     (lambda d: (d / "missing.txt").write_text("too short"),
      "8 characters to train on (after holding out 1) is too short for --seq-length 100"),
+    (lambda d: (d / "missing.txt").write_text("a" * 1000),
+     "--batch-size 10 cuts the 900 characters to train on into tracks of 90, shorter than "
+     "one window of --seq-length 100 + 1"),
 ])
 def test_bad_text_files_are_one_line_before_tensorflow(workdir, no_tensorflow, make, words):
     make(workdir)
-    result = run(["missing.txt"], workdir, no_tensorflow)
+    result = run(["missing.txt", "--batch-size", "10"], workdir, no_tensorflow)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and words in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,0 +1,188 @@
+"""Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
+
+    python tests/benchmark.py            # about six minutes on two cores
+    python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
+
+Every configuration trains hidden 500, 100 steps a window, on data/shakespeare.txt, in its own
+process (oneDNN and XLA are fixed when TensorFlow is imported). The configurations take turns,
+repeat after repeat, so that a slow minute of this shared machine falls on all of them; the
+table gives the median of the repeats and the ratio to the faithful baseline measured in the
+same run. Last, the scale check: a 100 MB text, from start to the first report line.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "tf-lstm-char.py")
+TEXT = os.path.join(REPO, "data", "shakespeare.txt")
+
+# name: (what it is, batch, feed, oneDNN, XLA, bf16, sampler)
+CONFIGS = {
+    "baseline": ("the original: float one-hot fed, oneDNN off", 1, "float", 0, 0, 0, "feed"),
+    "onednn": ("baseline + oneDNN", 1, "float", 1, 0, 0, None),
+    "defaults": ("defaults: + oneDNN + ids fed, one-hot in the graph", 1, "ids", 1, 0, 0,
+                 "graph"),
+    "xla": ("defaults --xla", 1, "ids", 1, 1, 0, None),
+    "batch32": ("defaults --batch-size 32", 32, "ids", 1, 0, 0, None),
+    "batch32-xla": ("defaults --batch-size 32 --xla", 32, "ids", 1, 1, 0, None),
+    "batch32-bf16": ("defaults --batch-size 32 --bf16 (bfloat16 products)", 32, "ids", 1, 0,
+                     1, None),
+}
+
+
+def worker(name, iterations):
+    """Measure one configuration in this process; print one JSON line."""
+    _, batch, feed, onednn, xla, bf16, sampler = CONFIGS[name]
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
+    sys.path.insert(0, REPO)
+    spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
+    lstm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lstm)
+    import aux_funcs
+    import numpy as np
+
+    tf = lstm.import_tensorflow(bool(xla))
+    text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
+    ids = aux_funcs.text_to_ids(text, char_to_idx)
+    model = lstm.build_graph(tf, vocab_size, 500, batch, seed=1)
+    batches = aux_funcs.batch_generator(ids, 100, batch)
+    result = {}
+    with tf.compat.v1.Session(graph=model.graph,
+                              config=lstm.session_config(tf, bool(xla), bool(bf16))) as session:
+        session.run(model.init)
+        state = lstm.zero_state(model)
+        warm_up = 5
+        for step in range(warm_up + iterations):
+            if step == warm_up:
+                start = time.perf_counter()
+            _, window = next(batches)
+            if feed == "float":
+                def one_hot(rows):
+                    encoded = aux_funcs.encode(rows.ravel(), vocab_size)
+                    return encoded.reshape(len(rows), batch, vocab_size)
+                fed = {model.x: one_hot(window[:-1]), model.y: one_hot(window[1:])}
+            else:
+                fed = {model.x_ids: window[:-1], model.y_ids: window[1:]}
+            fed[model.init_state] = state
+            _, state, _ = session.run([model.loss, model.final_state, model.training], fed)
+        seconds = time.perf_counter() - start
+        result["it/s"] = iterations / seconds
+        result["chars/s"] = iterations * 100 * batch / seconds
+        if sampler:
+            rng = np.random.default_rng(0)
+            lstm.sample(session, model, 20, rng, sampler=sampler)  # warm up
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                lstm.sample(session, model, 600, rng, sampler=sampler)
+                times.append(time.perf_counter() - start)
+            result["sampler chars/s"] = 600 / statistics.median(times)
+    result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def measure(name, iterations):
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    out = subprocess.run([sys.executable, __file__, "--worker", name, "--iterations",
+                          str(iterations)], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def peak_rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            match = re.search(r"^VmHWM:\s+(\d+) kB", status.read(), re.MULTILINE)
+        return int(match.group(1)) / 1024 if match else 0.0
+    except OSError:
+        return 0.0
+
+
+def scale_check(megabytes):
+    """Time from start to the first report line, and peak memory, on a text of `megabytes`."""
+    with tempfile.TemporaryDirectory() as folder:
+        big = os.path.join(folder, "big.txt")
+        with open(TEXT, "rb") as handle:
+            chunk = handle.read()
+        with open(big, "wb") as handle:
+            for _ in range(megabytes * 2 ** 20 // len(chunk) + 1):
+                handle.write(chunk)
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, SCRIPT, big, "--iterations", "1", "--sample-length", "100",
+             "--save-dir", os.path.join(folder, "ckpt"), "--plots-dir", folder],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first_report, peak = None, 0.0
+        os.set_blocking(process.stdout.fileno(), False)
+        output = ""
+        while process.poll() is None:
+            peak = max(peak, peak_rss_mib(process.pid))
+            output += (process.stdout.read() or b"").decode(errors="replace")
+            if first_report is None and re.search(r"^iter +0,", output, re.MULTILINE):
+                first_report = time.perf_counter() - start
+            time.sleep(0.05)
+        if process.returncode:
+            raise RuntimeError(process.stderr.read().decode(errors="replace"))
+        return os.path.getsize(big) / 2 ** 20, first_report, peak
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--worker")
+    parser.add_argument("--iterations", type=int)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.iterations)
+
+    repeats = 1 if args.quick else 3
+    results = {name: [] for name in CONFIGS}
+    started = time.perf_counter()
+    for repeat in range(repeats):
+        for name, config in CONFIGS.items():
+            batch = config[1]
+            iterations = (10 if batch > 1 else 30) if args.quick else (20 if batch > 1 else 60)
+            results[name].append(measure(name, iterations))
+            print(f"  repeat {repeat + 1}/{repeats}: {name} done", file=sys.stderr)
+
+    def median(name, key):
+        return statistics.median(run[key] for run in results[name])
+
+    from importlib.metadata import version
+    print(f"tf-lstm-char benchmark, {time.strftime('%Y-%m-%d')}: {platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}, TensorFlow "
+          f"{version('tensorflow')}; hidden 500, 100 steps; median of {repeats} "
+          "interleaved repeats\n")
+    base = median("baseline", "chars/s")
+    width = max(len(config[0]) for config in CONFIGS.values())
+    print(f"| {'training':<{width}} | batch | it/s | chars/s | x baseline | peak MiB |")
+    print(f"|{'-' * (width + 2)}|------:|-----:|--------:|-----------:|---------:|")
+    for name, config in CONFIGS.items():
+        chars = median(name, "chars/s")
+        print(f"| {config[0]:<{width}} | {config[1]:>5} | {median(name, 'it/s'):4.1f} | "
+              f"{chars:7,.0f} | {chars / base:10.2f} | {median(name, 'peak MiB'):8.0f} |")
+    feed, graph = median("baseline", "sampler chars/s"), median("defaults", "sampler chars/s")
+    print("\n| sampler, 600 characters, batch 1 | chars/s | x feed |")
+    print("|---|--------:|-------:|")
+    print(f"| feed: the original, one session.run a character (baseline) | {feed:7,.0f} | "
+          f"{1:6.2f} |")
+    print(f"| graph: a tf.while_loop, one session.run (defaults) | {graph:7,.0f} | "
+          f"{graph / feed:6.2f} |")
+    size, first, peak = scale_check(100)
+    print(f"\nscale: a {size:.0f} MiB text reached its first report line in {first:.1f} s "
+          f"(training starts before that line), peak memory {peak:,.0f} MiB")
+    print(f"\nbenchmark took {(time.perf_counter() - started) / 60:.1f} minutes")
+
+
+if __name__ == "__main__":
+    main()

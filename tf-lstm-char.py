@@ -212,9 +212,9 @@ def build_parser():
                                "(default: a new one each run)")
 
     speed = parser.add_argument_group("speed (see the Performance section of README.md)")
-    speed.add_argument("--xla", action="store_true",
-                       help="let XLA compile clusters of the graph; measured here it did not "
-                            "pay off, and it keeps --bf16 from working")
+    speed.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                       help="let XLA compile clusters of the graph; auto turns it on where it "
+                            "paid off here: batch 1 without --bf16 (default: %(default)s)")
     speed.add_argument("--bf16", action="store_true",
                        help="run the matrix products in bfloat16 (weights and sums stay "
                             "float32): much faster on processors with AVX512-BF16 or AMX, "
@@ -250,6 +250,15 @@ def parse_args(argv=None):
     args.given = {name for name, value in vars(probe).items()
                   if value is not unset and value is not None}
     return args
+
+
+def use_xla(args, sampling=False):
+    """Whether to turn XLA on: measured here (tests/benchmark.py) it speeds up training at
+    batch 1, but slows down training at batch 32 and the in-graph sampler, and keeps --bf16
+    from applying."""
+    if args.xla == "auto":
+        return not sampling and args.batch_size == 1 and not args.bf16
+    return args.xla == "on"
 
 
 @contextlib.contextmanager
@@ -880,13 +889,14 @@ def run_sample(args):
     adopt_checkpoint_options(args, saved, GRAPH_OPTIONS, GRAPH_OPTIONS)
     vocab = list(saved.info["vocabulary"])
     check_prime(args.prime, vocab)
-    tf = import_tensorflow(args.xla)
+    tf = import_tensorflow(use_xla(args, sampling=True))
     # One stream is enough to sample, whatever batch the checkpoint was trained with.
     model = build_graph(tf, len(vocab), args.hidden_dim, 1, args.learning_rate,
                         args.optimizer, args.seed, args.clip)
     rng = np.random.default_rng(args.seed)
     with tf.compat.v1.Session(graph=model.graph,
-                              config=session_config(tf, args.xla, args.bf16)) as session:
+                              config=session_config(tf, use_xla(args, sampling=True),
+                                                    args.bf16)) as session:
         restore_checkpoint(session, model, saved.prefix)
         drawn = sample(session, model, args.sample_length, rng, args.temperature,
                        [vocab.index(ch) for ch in args.prime], args.argmax, args.sampler)
@@ -952,7 +962,7 @@ def run_training(args):
           + (f" (evaluating the first {VAL_MAX_CHARS:,})" if len(val_ids) > VAL_MAX_CHARS
              else ""), flush=True)
 
-    tf = import_tensorflow(args.xla)
+    tf = import_tensorflow(use_xla(args))
     if args.seed is not None:
         tf.config.experimental.enable_op_determinism()
     model = build_graph(tf, len(vocab), args.hidden_dim, args.batch_size,
@@ -964,7 +974,7 @@ def run_training(args):
                 "text_sha256": text_sha256}
     summaries = Summaries(tf, args.logdir, model.graph)
     start = time.perf_counter()
-    config = session_config(tf, args.xla, args.bf16)
+    config = session_config(tf, use_xla(args), args.bf16)
     with tf.compat.v1.Session(graph=model.graph, config=config) as session, \
             StopRequest() as stop:
         if resumed:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -240,52 +241,58 @@ def test_sample_writes_utf8_through_a_pipe_whatever_the_locale(tmp_path):
     assert set(text[:-1]) <= set(UNICODE_TEXT)
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tf, tmp_path, monkeypatch):
+@pytest.fixture
+def tiny(lstm, tf):
+    """A 4-character, 8-unit network in an initialised session, with what save_checkpoint
+    needs beside it."""
     model = lstm.build_graph(tf, 4, 8)
-    info = {"format": 1, "vocabulary": "abcd", "text_sha256": "0" * 64,
-            "options": dict.fromkeys(lstm.STORED_OPTIONS)}
-    rng = np.random.default_rng(0)
     with tf.compat.v1.Session(graph=model.graph) as session:
         session.run(model.init)
-        progress = lstm.fresh_progress(model)
-        progress.iteration = 10
-        lstm.save_checkpoint(session, model, str(tmp_path), progress, info, rng)
-        before = folder_digest(tmp_path)
+        yield types.SimpleNamespace(
+            model=model, session=session, rng=np.random.default_rng(0),
+            progress=lstm.fresh_progress(model),
+            info={"format": 1, "vocabulary": "abcd", "text_sha256": "0" * 64,
+                  "options": dict.fromkeys(lstm.STORED_OPTIONS)})
 
-        def disk_full(*args):
-            raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(aux_funcs, "save_run_state", disk_full)
-        progress.iteration = 20
-        with pytest.raises(lstm.UserError, match="No space left on device.*previous "
-                                                 "checkpoint is intact"):
-            lstm.save_checkpoint(session, model, str(tmp_path), progress, info, rng)
+def save(lstm, tiny, folder):
+    lstm.save_checkpoint(tiny.session, tiny.model, str(folder), tiny.progress, tiny.info,
+                         tiny.rng)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tiny, tmp_path, monkeypatch):
+    tiny.progress.iteration = 10
+    save(lstm, tiny, tmp_path)
+    before = folder_digest(tmp_path)
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(aux_funcs, "save_run_state", disk_full)
+    tiny.progress.iteration = 20
+    with pytest.raises(lstm.UserError, match="No space left on device.*previous "
+                                             "checkpoint is intact"):
+        save(lstm, tiny, tmp_path)
     assert folder_digest(tmp_path) == before
     assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10"]
     saved = json.loads((tmp_path / "ckpt-10.json").read_text())
     assert saved["iteration"] == 10
 
 
-def test_the_best_checkpoint_outlives_the_newest_five(lstm, tf, tmp_path):
-    model = lstm.build_graph(tf, 4, 8)
-    info = {"format": 1, "vocabulary": "abcd", "text_sha256": "0" * 64,
-            "options": dict.fromkeys(lstm.STORED_OPTIONS)}
-    rng = np.random.default_rng(0)
-    with tf.compat.v1.Session(graph=model.graph) as session:
-        session.run(model.init)
-        progress = lstm.fresh_progress(model)
-        for done, val_loss in [(1, 1.5), (2, 1.2), (3, 1.3), (4, 1.4), (5, 1.4), (6, 1.5),
-                               (7, 1.6), (8, 1.1)]:
-            progress.iteration = done
-            progress.val_points.append((done, val_loss))
-            if val_loss < (progress.best or [0, np.inf])[1]:
-                progress.best = [done, val_loss]
-            lstm.save_checkpoint(session, model, str(tmp_path), progress, info, rng)
-            if done == 7:
-                assert aux_funcs.read_checkpoint_list(tmp_path) == [
-                    "ckpt-2", "ckpt-3", "ckpt-4", "ckpt-5", "ckpt-6", "ckpt-7"]
-                assert lstm.latest_checkpoint(str(tmp_path), best=True).prefix == str(
-                    tmp_path / "ckpt-2")
+def test_the_best_checkpoint_outlives_the_newest_five(lstm, tiny, tmp_path):
+    progress = tiny.progress
+    for done, val_loss in [(1, 1.5), (2, 1.2), (3, 1.3), (4, 1.4), (5, 1.4), (6, 1.5),
+                           (7, 1.6), (8, 1.1)]:
+        progress.iteration = done
+        progress.val_points.append((done, val_loss))
+        if val_loss < (progress.best or [0, np.inf])[1]:
+            progress.best = [done, val_loss]
+        save(lstm, tiny, tmp_path)
+        if done == 7:
+            assert aux_funcs.read_checkpoint_list(tmp_path) == [
+                "ckpt-2", "ckpt-3", "ckpt-4", "ckpt-5", "ckpt-6", "ckpt-7"]
+            assert lstm.latest_checkpoint(str(tmp_path), best=True).prefix == str(
+                tmp_path / "ckpt-2")
     assert aux_funcs.read_checkpoint_list(tmp_path) == [
         "ckpt-4", "ckpt-5", "ckpt-6", "ckpt-7", "ckpt-8"]
     assert not any(name.startswith("ckpt-2.") for name in os.listdir(tmp_path))

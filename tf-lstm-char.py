@@ -842,10 +842,18 @@ def read_text(path, encoding):
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not valid {encoding} at byte {exc.start}; "
                         "try --encoding latin-1") from None
+    if not text:
+        raise UserError(f"{path}: is empty; give a text to train on")
+    nul = text.find("\0")
+    if nul >= 0:
+        raise UserError(f"{path}: looks like a binary file (a NUL character at position "
+                        f"{nul:,}); give a plain text file")
     return text, char_to_idx
 
 
 def make_writable_dir(path, flag):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{flag} {path}: is a file, not a folder")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:

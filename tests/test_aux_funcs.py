@@ -3,6 +3,8 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import aux_funcs
 
@@ -253,3 +255,34 @@ def test_plot_with_validation_points(tmp_path):
                           [(1, 3.3), (2, 3.1)])
     with open(path, "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",)), min_size=2, max_size=400),
+       seq_length=st.integers(1, 40), batch_size=st.integers(1, 4),
+       val_fraction=st.sampled_from([0, 0.1, 0.5]))
+def test_any_text_round_trips_and_windows_cover_it_in_order(text, seq_length, batch_size,
+                                                            val_fraction):
+    chars = sorted(set(text))
+    char_to_idx = {ch: i for i, ch in enumerate(chars)}
+    ids = aux_funcs.text_to_ids(text, char_to_idx, chunk=7)
+    assert "".join(chars[i] for i in ids) == text
+    train, held_out = aux_funcs.split_train_val(ids, val_fraction)
+    assert len(train) + len(held_out) == len(ids)
+    track_length = len(train) // batch_size
+    if track_length < seq_length + 1:
+        with pytest.raises(ValueError):
+            next(aux_funcs.batch_generator(train, seq_length, batch_size))
+        return
+    side_by_side = aux_funcs.tracks(train, batch_size)
+    batches = aux_funcs.batch_generator(train, seq_length, batch_size)
+    expected = 0
+    for (position, window), _ in zip(batches, range(8)):
+        if expected + seq_length + 1 > track_length:
+            expected = 0
+        assert position == expected
+        assert window.shape == (seq_length + 1, batch_size)
+        np.testing.assert_array_equal(window, side_by_side[position:position + seq_length + 1])
+        expected += seq_length
+    one_hot = aux_funcs.encode(ids, len(chars))
+    assert one_hot.shape == (len(text), len(chars)) and one_hot.sum() == len(text)

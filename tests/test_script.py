@@ -183,10 +183,40 @@ def test_bad_flags_are_one_line_before_tensorflow(workdir, no_tensorflow, args, 
     (lambda d: (d / "missing.txt").write_text("a" * 1000),
      "--batch-size 10 cuts the 900 characters to train on into tracks of 90, shorter than "
      "one window of --seq-length 100 + 1"),
+    (lambda d: (d / "missing.txt").write_bytes(b""), "missing.txt: is empty"),
+    (lambda d: (d / "missing.txt").write_bytes(b"text" * 50 + b"\x00\x01\x02" + b"x" * 500),
+     "looks like a binary file (a NUL character at position 200)"),
+    (lambda d: [(d / "missing.txt").write_text("text " * 500), (d / "plots").mkdir(),
+                (d / "plots" / "missing_loss.png").write_text("in the way")],
+     "--plots-dir plots/missing_loss.png: is a file, not a folder"),
 ])
 def test_bad_text_files_are_one_line_before_tensorflow(workdir, no_tensorflow, make, words):
     make(workdir)
-    result = run(["missing.txt", "--batch-size", "10"], workdir, no_tensorflow)
+    # A plot from an earlier run must come through any failed run unchanged.
+    (workdir / "plots").mkdir(exist_ok=True)
+    earlier = workdir / "plots" / "earlier_loss.png"
+    earlier.write_bytes(b"an earlier plot")
+    plots_dir = "plots/missing_loss.png" if "--plots-dir" in words else "plots"
+    result = run(["missing.txt", "--batch-size", "10", "--plots-dir", plots_dir], workdir,
+                 no_tensorflow)
     assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1 and words in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+    assert earlier.read_bytes() == b"an earlier plot"
+
+
+@pytest.mark.parametrize("name, content, distinct", [
+    ("one.txt", "a" * 600, 1),
+    ("crlf.txt", "Hello there,\r\nGeneral Kenobi.\r\n" * 20, len(set("Hello there,\nGeneral "
+                                                                       "Kenobi."))),
+    ("zh.txt", "".join(chr(0x4E00 + (i * 7919) % 3000) for i in range(12000)), 3000),
+])
+def test_unusual_texts_train(workdir, name, content, distinct):
+    (workdir / name).write_bytes(content.encode("utf-8"))
+    result = run([name, "--iterations", "3", "--hidden-dim", "8", "--seq-length", "10",
+                  "--sample-length", "30"], workdir)
+    assert result.returncode == 0, result.stderr
+    assert f" {distinct} distinct;" in result.stdout.splitlines()[0]
+    found = reports(result.stdout, 30)
+    assert len(found) == 2
+    assert all(set(sample) <= set(content) - {"\r"} for _, sample in found)

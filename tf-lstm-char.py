@@ -754,7 +754,7 @@ def save_checkpoint(session, model, save_dir, progress, info, rng):
         # checkpoint is unlisted and incomplete: remove what there is of it.
         remove_checkpoint_files(save_dir, name)
         raise UserError(f"could not save checkpoint {prefix} ({type(exc).__name__}: "
-                        f"{exc}); the previous checkpoint is intact") from None
+                        f"{error_summary(exc)}); the previous checkpoint is intact") from None
     for old in set(earlier) - set(kept):
         remove_checkpoint_files(save_dir, old)
 
@@ -801,8 +801,17 @@ def restore_checkpoint(session, model, prefix):
     try:
         model.saver.restore(session, prefix)
     except Exception as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"checkpoint {prefix} cannot be restored ({first_line})") from None
+        raise UserError(f"checkpoint {prefix} cannot be restored "
+                        f"({error_summary(exc)})") from None
+
+
+def error_summary(exc):
+    """The part of an exception's message that says what went wrong. TensorFlow's errors wrap
+    it in the trace of where the failing operation was built, and put the file before it."""
+    noise = ("Graph execution error", "Detected at node", "File ", "Node:", "[[", "Hint:")
+    lines = [line.strip() for line in str(exc).splitlines()]
+    useful = [line for line in lines if line and not line.startswith(noise)]
+    return (useful or [type(exc).__name__])[0].split("; ")[-1]
 
 
 def adopt_checkpoint_options(args, saved, names, fixed):

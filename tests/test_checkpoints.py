@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -338,3 +339,61 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(lstm, tf, tmp_
     for name in reader.get_variable_to_shape_map():
         assert np.all(np.isfinite(reader.get_tensor(name))), name
     assert sample_text(tmp_path, "--sample-length", "20") != ""
+
+
+@pytest.fixture
+def damaged(tmp_path_factory, trained):
+    """A copy of the trained run, for one test to damage."""
+    folder = tmp_path_factory.mktemp("damaged")
+    shutil.copytree(trained / "ckpt", folder / "ckpt")
+    shutil.copy(trained / "richard.txt", folder / "richard.txt")
+    return folder
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda ckpt: ckpt.joinpath("ckpt-30.json").write_text('{"format": 1, "vocab'),
+     "checkpoint ckpt/ckpt-30 is damaged or incomplete"),
+    (lambda ckpt: ckpt.joinpath("ckpt-30.npz").unlink(),
+     "checkpoint ckpt/ckpt-30 is damaged or incomplete"),
+    (lambda ckpt: ckpt.joinpath("ckpt-30.data-00000-of-00001").write_bytes(
+        ckpt.joinpath("ckpt-30.data-00000-of-00001").read_bytes()[:100]),
+     "checkpoint ckpt/ckpt-30 cannot be restored"),
+])
+@pytest.mark.parametrize("mode", [["--resume", "--iterations", "40"], ["--sample"]])
+def test_a_damaged_checkpoint_is_one_line_and_left_alone(damaged, damage, words, mode):
+    damage(damaged / "ckpt")
+    before = folder_digest(damaged / "ckpt")
+    result = run([*mode, "--save-dir", "ckpt"], damaged)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert folder_digest(damaged / "ckpt") == before
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    small_disk = tmp_path / "small"
+    small_disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                              str(small_disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip("cannot mount a small filesystem here: "
+                    + mounted.stderr.decode(errors="replace").strip())
+    try:
+        (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+        result = run(["richard.txt", "--iterations", "200", "--hidden-dim", "64",
+                      "--seq-length", "10", "--sample-every", "10", "--sample-length", "10",
+                      "--save-dir", str(small_disk)], tmp_path)
+        assert result.returncode == 1
+        assert len(result.stderr.splitlines()) == 1
+        assert "could not save checkpoint" in result.stderr
+        assert "No space left on device); the previous checkpoint is intact" in result.stderr
+        names = aux_funcs.read_checkpoint_list(small_disk)
+        assert names, "the disk should have held at least one checkpoint"
+        on_disk = {name.split(".")[0] for name in os.listdir(small_disk)}
+        assert on_disk == set(names) | {"checkpoint"}, "pieces of the failed save were left"
+        sampled = run(["--sample", "--save-dir", str(small_disk), "--sample-length", "20"],
+                      tmp_path)
+        assert sampled.returncode == 0, sampled.stderr
+        assert len(sampled.stdout) == 21
+    finally:
+        subprocess.run(["umount", str(small_disk)], check=False)

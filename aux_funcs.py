@@ -155,7 +155,11 @@ def write_history(path, loss_hist, smooth_loss_hist, val_points=()):
         val = val_at.get(done)
         rows.append(f"{done},{loss_hist[done]:.6f},{smooth_loss_hist[done]:.6f},"
                     + ("" if val is None else f"{val:.6f}"))
-    text = "\n".join(rows) + "\n"
+    write_text_atomically(path, "\n".join(rows) + "\n")
+
+
+def write_text_atomically(path, text):
+    """Write `text` as UTF-8 to `path` through `write_atomically`."""
     write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
@@ -191,8 +195,8 @@ def sha256_of_file(path):
 def save_run_state(prefix, info, arrays):
     """Write `<prefix>.json` (info: plain JSON values) and `<prefix>.npz` (named arrays)."""
     write_atomically(prefix + ".npz", lambda handle: np.savez(handle, **arrays))
-    text = json.dumps(info, indent=1, ensure_ascii=False) + "\n"
-    write_atomically(prefix + ".json", lambda handle: handle.write(text.encode("utf-8")))
+    write_text_atomically(prefix + ".json", json.dumps(info, indent=1, ensure_ascii=False)
+                          + "\n")
 
 
 def load_run_state(prefix):
@@ -216,9 +220,7 @@ def write_checkpoint_list(save_dir, names):
     """
     lines = [f'model_checkpoint_path: "{names[-1]}"']
     lines += [f'all_model_checkpoint_paths: "{name}"' for name in names]
-    text = "\n".join(lines) + "\n"
-    write_atomically(os.path.join(save_dir, CHECKPOINT_LIST),
-                     lambda handle: handle.write(text.encode("utf-8")))
+    write_text_atomically(os.path.join(save_dir, CHECKPOINT_LIST), "\n".join(lines) + "\n")
 
 
 def read_checkpoint_list(save_dir):

@@ -722,8 +722,12 @@ def train(session, model, data, progress, args, vocab, rng, checkpoint, stop, su
     return eval_seconds
 
 
+def checkpoint_name(iteration):
+    return f"ckpt-{iteration}"
+
+
 def checkpoint_prefix(save_dir, iteration):
-    return os.path.join(save_dir, f"ckpt-{iteration}")
+    return os.path.join(save_dir, checkpoint_name(iteration))
 
 
 def save_checkpoint(session, model, save_dir, progress, info, rng):
@@ -732,11 +736,11 @@ def save_checkpoint(session, model, save_dir, progress, info, rng):
     All or nothing: the new checkpoint is listed in <save_dir>/checkpoint only once all its
     files are complete, and older ones are removed only after that.
     """
-    name = f"ckpt-{progress.iteration}"
+    name = checkpoint_name(progress.iteration)
     prefix = checkpoint_prefix(save_dir, progress.iteration)
     earlier = [n for n in aux_funcs.read_checkpoint_list(save_dir) if n != name]
     kept = (earlier + [name])[-KEEP_CHECKPOINTS:]
-    best = progress.best and f"ckpt-{progress.best[0]}"
+    best = progress.best and checkpoint_name(progress.best[0])
     if best in earlier and best not in kept:
         kept.insert(0, best)
     try:
@@ -908,14 +912,14 @@ def run_sample(args):
     adopt_checkpoint_options(args, saved, GRAPH_OPTIONS, GRAPH_OPTIONS)
     vocab = list(saved.info["vocabulary"])
     check_prime(args.prime, vocab)
-    tf = import_tensorflow(use_xla(args, sampling=True))
+    xla = use_xla(args, sampling=True)
+    tf = import_tensorflow(xla)
     # One stream is enough to sample, whatever batch the checkpoint was trained with.
     model = build_graph(tf, len(vocab), args.hidden_dim, 1, args.learning_rate,
                         args.optimizer, args.seed, args.clip)
     rng = np.random.default_rng(args.seed)
     with tf.compat.v1.Session(graph=model.graph,
-                              config=session_config(tf, use_xla(args, sampling=True),
-                                                    args.bf16)) as session:
+                              config=session_config(tf, xla, args.bf16)) as session:
         restore_checkpoint(session, model, saved.prefix)
         drawn = sample(session, model, args.sample_length, rng, args.temperature,
                        [vocab.index(ch) for ch in args.prime], args.argmax, args.sampler)
@@ -981,7 +985,8 @@ def run_training(args):
           + (f" (evaluating the first {VAL_MAX_CHARS:,})" if len(val_ids) > VAL_MAX_CHARS
              else ""), flush=True)
 
-    tf = import_tensorflow(use_xla(args))
+    xla = use_xla(args)
+    tf = import_tensorflow(xla)
     if args.seed is not None:
         tf.config.experimental.enable_op_determinism()
     model = build_graph(tf, len(vocab), args.hidden_dim, args.batch_size,
@@ -993,7 +998,7 @@ def run_training(args):
                 "text_sha256": text_sha256}
     summaries = Summaries(tf, args.logdir, model.graph)
     start = time.perf_counter()
-    config = session_config(tf, use_xla(args), args.bf16)
+    config = session_config(tf, xla, args.bf16)
     with tf.compat.v1.Session(graph=model.graph, config=config) as session, \
             StopRequest() as stop:
         if resumed:

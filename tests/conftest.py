@@ -1,6 +1,7 @@
 """Shared fixtures: the training script loaded as a module, and TensorFlow imported through it."""
 import importlib.util
 import os
+import subprocess
 import sys
 
 import pytest
@@ -22,3 +23,9 @@ def lstm():
 @pytest.fixture(scope="session")
 def tf(lstm):
     return lstm.import_tensorflow()
+
+
+def run_script(args, cwd, env=None):
+    """tf-lstm-char.py run as a user runs it, in `cwd`; its exit code and text output."""
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)

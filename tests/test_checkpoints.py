@@ -15,17 +15,12 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import SCRIPT
+from conftest import SCRIPT, run_script as run
 
 TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York.\n" * 10
 UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
 TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
         "--sample-length", "30"]
-
-
-def run(args, cwd, env=None):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def folder_digest(folder):

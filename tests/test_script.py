@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import SCRIPT
+from conftest import SCRIPT, run_script as run
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind.\n" * 12
 RULE = "-" * 72
@@ -29,11 +29,6 @@ def no_tensorflow(tmp_path):
     (fake / "tensorflow").mkdir(parents=True)
     (fake / "tensorflow" / "__init__.py").write_text("raise SystemExit('tensorflow imported')\n")
     return dict(os.environ, PYTHONPATH=str(fake))
-
-
-def run(args, cwd, env=None):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 REPORT = re.compile(

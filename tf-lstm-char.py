@@ -289,7 +289,15 @@ def quiet_stderr():
             os.close(saved)
 
 
-def import_tensorflow(xla=False):
+def amd_processor():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return "AuthenticAMD" in cpuinfo.read(4096)
+    except OSError:
+        return False
+
+
+def import_tensorflow(xla=False, bf16=False):
     """Import TensorFlow with the tf-keras RNN cells and without its start-up noise.
 
     Everything here is read once, when TensorFlow is first imported in the process.
@@ -301,6 +309,12 @@ def import_tensorflow(xla=False):
     # oneDNN's kernels are TensorFlow's default only on some processors; they are the
     # largest single speed-up measured here (tests/benchmark.py), so ask for them everywhere.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if amd_processor() and not bf16:
+        # On the AMD EPYC this was measured on, oneDNN's AVX-512 code was slow at the
+        # backward pass's product with the transposed kernel, and capping oneDNN at AVX2
+        # made batch-32 training 12-26% faster (batch 1 the same; tests/benchmark.py has
+        # both). Intel processors keep AVX-512; so does --bf16, whose products need it.
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
     if xla:
         # On the CPU, XLA auto-clustering needs this besides the session's global_jit_level.
         os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit")
@@ -986,7 +1000,7 @@ def run_training(args):
              else ""), flush=True)
 
     xla = use_xla(args)
-    tf = import_tensorflow(xla)
+    tf = import_tensorflow(xla, args.bf16)
     if args.seed is not None:
         tf.config.experimental.enable_op_determinism()
     model = build_graph(tf, len(vocab), args.hidden_dim, args.batch_size,

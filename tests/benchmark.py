@@ -1,6 +1,6 @@
 """Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
 
-    python tests/benchmark.py            # about six minutes on two cores
+    python tests/benchmark.py            # about five minutes on two cores
     python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
 
 Every configuration trains hidden 500, 100 steps a window, on data/shakespeare.txt, in its own
@@ -26,22 +26,28 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "tf-lstm-char.py")
 TEXT = os.path.join(REPO, "data", "shakespeare.txt")
 
-# name: (what it is, batch, feed, oneDNN, XLA, bf16, sampler)
+# name: (what it is, batch, feed, oneDNN, XLA, bf16, sampler, other environment)
 CONFIGS = {
-    "baseline": ("the original: float one-hot fed, oneDNN off", 1, "float", 0, 0, 0, "feed"),
-    "onednn": ("baseline + oneDNN", 1, "float", 1, 0, 0, None),
-    "ids": ("baseline + oneDNN + ids fed (--xla off)", 1, "ids", 1, 0, 0, "graph"),
-    "defaults": ("defaults: + XLA at batch 1", 1, "ids", 1, 1, 0, None),
-    "batch32": ("defaults --batch-size 32 (no XLA)", 32, "ids", 1, 0, 0, None),
-    "batch32-xla": ("--batch-size 32 --xla on", 32, "ids", 1, 1, 0, None),
-    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "ids", 1, 0, 1, None),
+    "baseline": ("the original: float one-hot fed, oneDNN off", 1, "float", 0, 0, 0, "feed",
+                 {}),
+    "onednn": ("the original as TensorFlow runs it here (oneDNN on)", 1, "float", 1, 0, 0,
+               None, {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+    "ids": ("baseline + oneDNN + ids fed (--xla off)", 1, "ids", 1, 0, 0, "graph", {}),
+    "defaults": ("defaults: + XLA at batch 1", 1, "ids", 1, 1, 0, None, {}),
+    "batch32": ("defaults --batch-size 32 (no XLA)", 32, "ids", 1, 0, 0, None, {}),
+    "batch32-avx512": ("--batch-size 32, oneDNN's AVX-512 code", 32, "ids", 1, 0, 0, None,
+                       {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+    "batch32-xla": ("--batch-size 32 --xla on", 32, "ids", 1, 1, 0, None, {}),
+    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "ids", 1, 0, 1, None,
+                     {}),
 }
 
 
 def worker(name, iterations):
     """Measure one configuration in this process; print one JSON line."""
-    _, batch, feed, onednn, xla, bf16, sampler = CONFIGS[name]
+    _, batch, feed, onednn, xla, bf16, sampler, environment = CONFIGS[name]
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
+    os.environ.update(environment)
     sys.path.insert(0, REPO)
     spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
     lstm = importlib.util.module_from_spec(spec)
@@ -49,7 +55,7 @@ def worker(name, iterations):
     import aux_funcs
     import numpy as np
 
-    tf = lstm.import_tensorflow(bool(xla))
+    tf = lstm.import_tensorflow(bool(xla), bool(bf16))
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
     ids = aux_funcs.text_to_ids(text, char_to_idx)
     model = lstm.build_graph(tf, vocab_size, 500, batch, seed=1)
@@ -149,7 +155,7 @@ def main():
     for repeat in range(repeats):
         for name, config in CONFIGS.items():
             batch = config[1]
-            iterations = (10 if batch > 1 else 30) if args.quick else (20 if batch > 1 else 60)
+            iterations = (10 if batch > 1 else 30) if args.quick else (30 if batch > 1 else 60)
             results[name].append(measure(name, iterations))
             print(f"  repeat {repeat + 1}/{repeats}: {name} done", file=sys.stderr)
 

@@ -71,6 +71,9 @@ VAL_WINDOW = 1000
 # Beyond this many held-out characters evaluation would cost more than training between two
 # sample points on a large text; the rest of the held-out text is still never trained on.
 VAL_MAX_CHARS = 200_000
+# The in-graph sampler draws this many characters per session.run (about a tenth of a second
+# here), so that a long sample shows as it comes and stops soon when asked to.
+SAMPLE_PIECE = 1000
 # What every checkpoint's .json and .npz must hold.
 RUN_INFO = ("format", "vocabulary", "options", "text_sha256", "iteration", "position",
             "rng_state", "best")
@@ -79,8 +82,9 @@ RUN_ARRAYS = ("state", "loss_hist", "smooth_loss_hist", "val_points")
 Model = namedtuple("Model", "graph x y x_ids y_ids init_state final_state logits "
                             "probabilities loss training init saver val_ids val_init_state "
                             "val_final_state val_loss_sum sample_prime sample_length "
-                            "temperature use_argmax sample_ids vocab_size hidden_dim "
-                            "batch_size")
+                            "temperature use_argmax sample_ids sample_start_scores "
+                            "sample_start_state sample_end_scores sample_end_state "
+                            "vocab_size hidden_dim batch_size")
 # A checkpoint on disk: its path prefix, its .json contents and its .npz arrays.
 Checkpoint = namedtuple("Checkpoint", "prefix info arrays")
 
@@ -351,7 +355,8 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
     out_w, out_b, logits, probabilities, loss and training as in the original; x_ids and
     y_ids, the integer form of x and y the trainer feeds; val_ids, val_init_state,
     val_final_state and val_loss_sum for held-out text; sample_prime, sample_length,
-    temperature, argmax and sample_ids for the in-graph sampler.
+    temperature, argmax and sample_ids for the in-graph sampler, with sample_start_scores,
+    sample_start_state, sample_end_scores and sample_end_state to go on where it stopped.
     """
     tf1 = tf.compat.v1
     graph = tf.Graph()
@@ -450,11 +455,21 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
             return (i + 1, scores(h), tf1.nn.rnn_cell.LSTMStateTuple(c, h),
                     drawn.write(i, next_id[0]))
 
-        _, _, _, drawn = tf.while_loop(
+        # A long sample is drawn in pieces, each starting where the last one ended, so that
+        # it can be printed as it comes and stopped between pieces.
+        start_scores = tf1.placeholder_with_default(scores(prime_outputs[-1]),
+                                                    [1, vocab_size], name="sample_start_scores")
+        start_state = tf1.placeholder_with_default(
+            tf.stack([prime_state.c, prime_state.h]), [2, 1, hidden_dim],
+            name="sample_start_state")
+        _, end_scores, end_state, drawn = tf.while_loop(
             lambda i, *rest: i < sample_length, draw_one,
-            [tf.constant(0), scores(prime_outputs[-1]), prime_state,
+            [tf.constant(0), start_scores,
+             tf1.nn.rnn_cell.LSTMStateTuple(start_state[0], start_state[1]),
              tf.TensorArray(tf.int32, size=sample_length)])
         sample_ids = tf.identity(drawn.stack(), name="sample_ids")
+        end_scores = tf.identity(end_scores, name="sample_end_scores")
+        end_state = tf.stack([end_state.c, end_state.h], name="sample_end_state")
 
         if optimizer == "adam":
             step = tf1.train.AdamOptimizer(learning_rate)
@@ -476,7 +491,9 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
                  val_init_state=val_init_state, val_final_state=val_final_state,
                  val_loss_sum=val_loss_sum, sample_prime=sample_prime,
                  sample_length=sample_length, temperature=temperature, use_argmax=use_argmax,
-                 sample_ids=sample_ids, vocab_size=vocab_size, hidden_dim=hidden_dim,
+                 sample_ids=sample_ids, sample_start_scores=start_scores,
+                 sample_start_state=start_state, sample_end_scores=end_scores,
+                 sample_end_state=end_state, vocab_size=vocab_size, hidden_dim=hidden_dim,
                  batch_size=batch_size)
 
 
@@ -489,19 +506,33 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
     """Draw `length` character ids after the prime (by default one random character), read
     from a zero state; each drawn character is fed back as the next input.
 
-    The "graph" sampler does it in one session.run, inside the graph; the "feed" sampler is
-    the original's, one session.run per character. They draw from the same distribution.
+    The "graph" sampler does it inside the graph, a session.run per SAMPLE_PIECE characters;
+    the "feed" sampler is the original's, one session.run per character. They draw from the
+    same distribution.
     """
+    return [i for piece in sample_pieces(session, model, length, rng, temperature, prime_ids,
+                                         argmax, sampler)
+            for i in piece]
+
+
+def sample_pieces(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=False,
+                  sampler="graph"):
+    """sample(), as it is drawn: lists of ids that add up to `length`."""
     start = list(prime_ids) or [int(rng.integers(model.vocab_size))]
     if sampler == "feed":
-        return sample_by_feeding(session, model, length, rng, temperature, start, argmax)
-    drawn = session.run(model.sample_ids, {model.sample_prime: start,
-                                           model.sample_length: length,
-                                           model.temperature: temperature,
-                                           model.use_argmax: argmax})
-    if np.any(drawn < 0) or np.any(drawn >= model.vocab_size):
-        raise Diverged("network's output", "not finite", None)
-    return drawn.tolist()
+        yield sample_by_feeding(session, model, length, rng, temperature, start, argmax)
+        return
+    fed = {model.sample_prime: start, model.temperature: temperature,
+           model.use_argmax: argmax}
+    for done in range(0, length, SAMPLE_PIECE):
+        fed[model.sample_length] = min(SAMPLE_PIECE, length - done)
+        drawn, scores, state = session.run(
+            [model.sample_ids, model.sample_end_scores, model.sample_end_state], fed)
+        if np.any(drawn < 0) or np.any(drawn >= model.vocab_size):
+            raise Diverged("network's output", "not finite", None)
+        yield drawn.tolist()
+        fed = {model.sample_start_scores: scores, model.sample_start_state: state,
+               model.temperature: temperature, model.use_argmax: argmax}
 
 
 def sample_by_feeding(session, model, length, rng, temperature, start, argmax):
@@ -546,10 +577,11 @@ def fresh_progress(model):
 
 
 class StopRequest:
-    """Turn the first SIGINT or SIGTERM into a request to stop after the current step.
+    """Turn the first SIGINT or SIGTERM into a request to stop at the next good place.
 
-    The training loop asks `signum` after each step, saves and stops; a second signal
-    interrupts at once (the last complete checkpoint is still there).
+    The training loop asks `signum` after each step, saves and stops; the sampler asks after
+    each piece. A second signal interrupts at once (the last complete checkpoint is still
+    there: a save cut short removes what it wrote).
     """
 
     def __init__(self):
@@ -767,10 +799,14 @@ def save_checkpoint(session, model, save_dir, progress, info, rng):
             "smooth_loss_hist": np.array(progress.smooth_loss_hist, dtype=np.float64),
             "val_points": np.array(progress.val_points, dtype=np.float64).reshape(-1, 2)})
         aux_funcs.write_checkpoint_list(save_dir, kept)
-    except Exception as exc:
-        # Whatever failed (a full disk, a permission, TensorFlow's writer), the new
-        # checkpoint is unlisted and incomplete: remove what there is of it.
-        remove_checkpoint_files(save_dir, name)
+    except BaseException as exc:
+        # Whatever stopped it (a full disk, a permission, TensorFlow's writer, a second
+        # Ctrl-C), a checkpoint the list does not name may be incomplete: remove what there
+        # is of it. One the list names was complete before the list was written.
+        if name not in aux_funcs.read_checkpoint_list(save_dir):
+            remove_checkpoint_files(save_dir, name)
+        if not isinstance(exc, Exception):
+            raise
         raise UserError(f"could not save checkpoint {prefix} ({type(exc).__name__}: "
                         f"{error_summary(exc)}); the previous checkpoint is intact") from None
     for old in set(earlier) - set(kept):
@@ -927,17 +963,30 @@ def run_sample(args):
     vocab = list(saved.info["vocabulary"])
     check_prime(args.prime, vocab)
     xla = use_xla(args, sampling=True)
-    tf = import_tensorflow(xla)
+    tf = import_tensorflow(xla, args.bf16)
     # One stream is enough to sample, whatever batch the checkpoint was trained with.
     model = build_graph(tf, len(vocab), args.hidden_dim, 1, args.learning_rate,
                         args.optimizer, args.seed, args.clip)
     rng = np.random.default_rng(args.seed)
     with tf.compat.v1.Session(graph=model.graph,
-                              config=session_config(tf, xla, args.bf16)) as session:
+                              config=session_config(tf, xla, args.bf16)) as session, \
+            StopRequest() as stop:
         restore_checkpoint(session, model, saved.prefix)
-        drawn = sample(session, model, args.sample_length, rng, args.temperature,
-                       [vocab.index(ch) for ch in args.prime], args.argmax, args.sampler)
-    sys.stdout.write(args.prime + "".join(vocab[i] for i in drawn) + "\n")
+        sys.stdout.write(args.prime)
+        written = 0
+        for piece in sample_pieces(session, model, args.sample_length, rng, args.temperature,
+                                   [vocab.index(ch) for ch in args.prime], args.argmax,
+                                   args.sampler):
+            sys.stdout.write("".join(vocab[i] for i in piece))
+            sys.stdout.flush()
+            written += len(piece)
+            if stop.signum:
+                break
+    sys.stdout.write("\n")
+    if stop.signum:
+        print(f"tf-lstm-char.py: stopped by {signal.Signals(stop.signum).name} after "
+              f"{written} of {args.sample_length} characters", file=sys.stderr)
+        return 128 + stop.signum
     return 0
 
 

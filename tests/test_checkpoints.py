@@ -1,7 +1,6 @@
 """Checkpoints: what a save holds, reopening a saved graph by name, resuming, signals, and
 sampling from a checkpoint."""
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -197,6 +196,60 @@ def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
     assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1] == f"ckpt-{stopped_at + 3}"
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_a_long_sample_soon_and_changes_nothing(trained, signum, code):
+    before = folder_digest(trained / "ckpt")
+    length = 10 ** 8  # far more than it can draw before the signal
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "--sample", "--save-dir", "ckpt", "--sample-length",
+         str(length)], cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = os.read(process.stdout.fileno(), 100)
+        assert first, "the sample should show as it is drawn"
+        process.send_signal(signum)
+        signalled = time.monotonic()
+        stdout, stderr = process.communicate(timeout=60)
+        stopped_in = time.monotonic() - signalled
+    finally:
+        process.kill()
+    assert process.returncode == code
+    assert stopped_in < 10
+    stderr = stderr.decode()
+    match = re.fullmatch(rf"tf-lstm-char.py: stopped by {signal.Signals(signum).name} after "
+                         rf"(\d+) of {length} characters\n", stderr)
+    assert match, stderr
+    assert len(first + stdout) == int(match.group(1)) + 1  # the sample and its newline
+    assert folder_digest(trained / "ckpt") == before
+
+
+def test_two_quick_signals_while_saving_often_leave_a_loadable_checkpoint(tmp_path):
+    # With a save after every iteration, the second signal lands in a save as often as not;
+    # whatever it cut short, the listed checkpoint must load.
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "richard.txt", "--iterations", "1000000", "--save-dir",
+         "ckpt", "--hidden-dim", "16", "--seq-length", "10", "--sample-every", "1",
+         "--sample-length", "10"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("richard.txt:")
+        while len(aux_funcs.read_checkpoint_list(tmp_path / "ckpt")) < 3:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert len(stderr.splitlines()) == 1 and "Traceback" not in stderr, stderr
+    names = aux_funcs.read_checkpoint_list(tmp_path / "ckpt")
+    on_disk = {name.split(".")[0] for name in os.listdir(tmp_path / "ckpt")}
+    assert on_disk == set(names) | {"checkpoint"}, "pieces of a cut-short save were left"
+    sampled = run(["--sample", "--save-dir", "ckpt", "--sample-length", "20"], tmp_path)
+    assert sampled.returncode == 0, sampled.stderr
+    assert len(sampled.stdout) == 21
+
+
 def sample_text(trained, *args, env=None):
     result = run(["--sample", "--save-dir", "ckpt", *args], trained, env)
     assert result.returncode == 0, result.stderr
@@ -256,23 +309,52 @@ def save(lstm, tiny, folder):
                          tiny.rng)
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tiny, tmp_path, monkeypatch):
+def disk_full(*args):
+    raise OSError(28, "No space left on device")
+
+
+def second_ctrl_c(*args):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["save_run_state", "write_checkpoint_list"])
+@pytest.mark.parametrize("fault", [disk_full, second_ctrl_c])
+def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tiny, tmp_path, monkeypatch,
+                                                      where, fault):
     tiny.progress.iteration = 10
     save(lstm, tiny, tmp_path)
     before = folder_digest(tmp_path)
 
-    def disk_full(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(aux_funcs, "save_run_state", disk_full)
+    monkeypatch.setattr(aux_funcs, where, fault)
     tiny.progress.iteration = 20
-    with pytest.raises(lstm.UserError, match="No space left on device.*previous "
-                                             "checkpoint is intact"):
+    # A disk error becomes one line for the user; a second Ctrl-C goes on stopping.
+    with pytest.raises(lstm.UserError if fault is disk_full else KeyboardInterrupt) as failure:
         save(lstm, tiny, tmp_path)
-    assert folder_digest(tmp_path) == before
+    if fault is disk_full:
+        assert re.search("No space left on device.*previous checkpoint is intact",
+                         str(failure.value))
+    assert folder_digest(tmp_path) == before, "pieces of the failed save were left"
     assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10"]
-    saved = json.loads((tmp_path / "ckpt-10.json").read_text())
-    assert saved["iteration"] == 10
+    assert lstm.latest_checkpoint(str(tmp_path)).info["iteration"] == 10
+
+
+def test_a_save_stopped_once_listed_is_kept_whole(lstm, tiny, tmp_path, monkeypatch):
+    tiny.progress.iteration = 10
+    save(lstm, tiny, tmp_path)
+    write_list = aux_funcs.write_checkpoint_list
+
+    def then_ctrl_c(*args):
+        write_list(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(aux_funcs, "write_checkpoint_list", then_ctrl_c)
+    tiny.progress.iteration = 20
+    with pytest.raises(KeyboardInterrupt):
+        save(lstm, tiny, tmp_path)
+    assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10", "ckpt-20"]
+    saved = lstm.latest_checkpoint(str(tmp_path))
+    assert saved.info["iteration"] == 20
+    lstm.restore_checkpoint(tiny.session, tiny.model, saved.prefix)
 
 
 def test_the_best_checkpoint_outlives_the_newest_five(lstm, tiny, tmp_path):

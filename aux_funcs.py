@@ -228,7 +228,7 @@ def read_checkpoint_list(save_dir):
     try:
         with open(os.path.join(save_dir, CHECKPOINT_LIST), encoding="utf-8") as handle:
             text = handle.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     names = re.findall(r'^all_model_checkpoint_paths: "([^"]+)"$', text, re.MULTILINE)
     latest = re.findall(r'^model_checkpoint_path: "([^"]+)"$', text, re.MULTILINE)

@@ -784,7 +784,7 @@ def save_checkpoint(session, model, save_dir, progress, info, rng):
     """
     name = checkpoint_name(progress.iteration)
     prefix = checkpoint_prefix(save_dir, progress.iteration)
-    earlier = [n for n in aux_funcs.read_checkpoint_list(save_dir) if n != name]
+    earlier = [n for n in listed_checkpoints(save_dir) if n != name]
     kept = (earlier + [name])[-KEEP_CHECKPOINTS:]
     best = progress.best and checkpoint_name(progress.best[0])
     if best in earlier and best not in kept:
@@ -819,10 +819,21 @@ def remove_checkpoint_files(save_dir, name):
             os.unlink(os.path.join(save_dir, entry))
 
 
+def listed_checkpoints(save_dir):
+    try:
+        return aux_funcs.read_checkpoint_list(save_dir)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a checkpoint list"
+        raise UserError(f"--save-dir {save_dir}: cannot read its checkpoint list "
+                        f"({reason})") from None
+
+
 def latest_checkpoint(save_dir, best=False):
     """The newest complete checkpoint in save_dir, or with `best` the one with the lowest
     validation loss, as a Checkpoint."""
-    names = aux_funcs.read_checkpoint_list(save_dir)
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise UserError(f"--save-dir {save_dir}: is a file, not a folder")
+    names = listed_checkpoints(save_dir)
     if not names:
         raise UserError(f"no checkpoint in {save_dir}; train first, or give the --save-dir "
                         "of a run")
@@ -1021,7 +1032,7 @@ def check_training_inputs(args, resumed):
             raise UserError(f"checkpoint {resumed.prefix} has done "
                             f"{resumed.info['iteration']} iterations already; give a larger "
                             "--iterations to train on")
-    elif aux_funcs.read_checkpoint_list(args.save_dir):
+    elif listed_checkpoints(args.save_dir):
         raise UserError(f"{args.save_dir} holds a checkpoint already; add --resume to go on "
                         "training it, or give another --save-dir")
     check_prime(args.prime, vocab)

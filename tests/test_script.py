@@ -21,16 +21,6 @@ def workdir(tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def no_tensorflow(tmp_path):
-    """An environment in which importing TensorFlow fails loudly: a run that gets past
-    argument checks into TensorFlow would show it."""
-    fake = tmp_path / "fake"
-    (fake / "tensorflow").mkdir(parents=True)
-    (fake / "tensorflow" / "__init__.py").write_text("raise SystemExit('tensorflow imported')\n")
-    return dict(os.environ, PYTHONPATH=str(fake))
-
-
 REPORT = re.compile(
     r"^iter +(\d+), loss: (\d+\.\d{4}) \| epoch +(\d+\.\d\d)"
     r"(?: \| val (\d+\.\d{4}) \((\d+\.\d{3}) bits/char\))?"
@@ -147,57 +137,6 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
                  "--best", "--clip", "--sampler", "--xla", "--bf16"):
         assert flag in result.stdout
     assert "(default: 4001)" in result.stdout
-
-
-@pytest.mark.parametrize("args, words", [
-    (["--iterations", "0"], "--iterations: must be a positive integer"),
-    (["--seq-length", "-5"], "--seq-length: must be a positive integer"),
-    (["--hidden-dim", "big"], "invalid positive integer value: 'big'"),
-    (["--learning-rate", "nan"], "--learning-rate: must be a positive finite number"),
-    (["--batch-size", "0"], "--batch-size: must be a positive integer"),
-    (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
-    (["--temperature", "0"], "--temperature: must be a positive finite number"),
-    (["--sample", "--resume"], "--sample and --resume do not go together"),
-    (["--val-fraction", "0.6"], "--val-fraction: must be from 0 to 0.5"),
-    (["--best"], "--best goes with --sample"),
-])
-def test_bad_flags_are_one_line_before_tensorflow(workdir, no_tensorflow, args, words):
-    result = run(["hamlet.txt", *args], workdir, no_tensorflow)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert len(result.stderr.splitlines()) == 1 and words in result.stderr
-
-
-@pytest.mark.parametrize("make, words", [
-    (lambda d: None, "missing.txt: no such file"),
-    (lambda d: (d / "missing.txt").mkdir(), "missing.txt: is a folder"),
-    (lambda d: (d / "missing.txt").write_bytes(b"caf\xe9 au lait\n" * 20),
-     "not valid utf-8 at byte 3; try --encoding latin-1"),
-    (lambda d: (d / "missing.txt").write_text("too short"),
-     "8 characters to train on (after holding out 1) is too short for --seq-length 100"),
-    (lambda d: (d / "missing.txt").write_text("a" * 1000),
-     "--batch-size 10 cuts the 900 characters to train on into tracks of 90, shorter than "
-     "one window of --seq-length 100 + 1"),
-    (lambda d: (d / "missing.txt").write_bytes(b""), "missing.txt: is empty"),
-    (lambda d: (d / "missing.txt").write_bytes(b"text" * 50 + b"\x00\x01\x02" + b"x" * 500),
-     "looks like a binary file (a NUL character at position 200)"),
-    (lambda d: [(d / "missing.txt").write_text("text " * 500), (d / "plots").mkdir(),
-                (d / "plots" / "missing_loss.png").write_text("in the way")],
-     "--plots-dir plots/missing_loss.png: is a file, not a folder"),
-])
-def test_bad_text_files_are_one_line_before_tensorflow(workdir, no_tensorflow, make, words):
-    make(workdir)
-    # A plot from an earlier run must come through any failed run unchanged.
-    (workdir / "plots").mkdir(exist_ok=True)
-    earlier = workdir / "plots" / "earlier_loss.png"
-    earlier.write_bytes(b"an earlier plot")
-    plots_dir = "plots/missing_loss.png" if "--plots-dir" in words else "plots"
-    result = run(["missing.txt", "--batch-size", "10", "--plots-dir", plots_dir], workdir,
-                 no_tensorflow)
-    assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
-    assert earlier.read_bytes() == b"an earlier plot"
 
 
 @pytest.mark.parametrize("name, content, distinct", [

@@ -71,8 +71,9 @@ VAL_WINDOW = 1000
 # Beyond this many held-out characters evaluation would cost more than training between two
 # sample points on a large text; the rest of the held-out text is still never trained on.
 VAL_MAX_CHARS = 200_000
-# The in-graph sampler draws this many characters per session.run (about a tenth of a second
-# here), so that a long sample shows as it comes and stops soon when asked to.
+# Samples are drawn and printed in pieces of this many characters (one session.run of the
+# in-graph sampler, about a tenth of a second here), so that a long sample shows as it comes
+# and stops soon when asked to.
 SAMPLE_PIECE = 1000
 # What every checkpoint's .json and .npz must hold.
 RUN_INFO = ("format", "vocabulary", "options", "text_sha256", "iteration", "position",
@@ -517,10 +518,10 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
 
 def sample_pieces(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=False,
                   sampler="graph"):
-    """sample(), as it is drawn: lists of ids that add up to `length`."""
+    """sample(), as it is drawn: lists of at most SAMPLE_PIECE ids that add up to `length`."""
     start = list(prime_ids) or [int(rng.integers(model.vocab_size))]
     if sampler == "feed":
-        yield sample_by_feeding(session, model, length, rng, temperature, start, argmax)
+        yield from sample_by_feeding(session, model, length, rng, temperature, start, argmax)
         return
     fed = {model.sample_prime: start, model.temperature: temperature,
            model.use_argmax: argmax}
@@ -539,8 +540,7 @@ def sample_by_feeding(session, model, length, rng, temperature, start, argmax):
     # The training graph reads batch_size streams; all of them get the same characters here
     # and the first is read.
     state = zero_state(model)
-    feed = start
-    drawn = []
+    feed, piece, left = start, [], length
     while True:
         inputs = np.repeat(np.asarray(feed)[:, np.newaxis], model.batch_size, axis=1)
         logits, state = session.run([model.logits, model.final_state],
@@ -548,14 +548,18 @@ def sample_by_feeding(session, model, length, rng, temperature, start, argmax):
         last = logits[(len(feed) - 1) * model.batch_size]
         if not np.all(np.isfinite(last)):
             raise Diverged("network's output", "not finite", None)
-        if len(drawn) == length:
-            return drawn
+        if len(piece) == SAMPLE_PIECE or not left:
+            yield piece
+            piece = []
+        if not left:
+            return
         if argmax:
             char_id = int(np.argmax(last))
         else:
             char_id = int(rng.choice(model.vocab_size,
                                      p=aux_funcs.char_distribution(last, temperature)))
-        drawn.append(char_id)
+        piece.append(char_id)
+        left -= 1
         feed = [char_id]
 
 

@@ -230,6 +230,29 @@ def test_both_samplers_write_the_same_argmax_text(lstm, trained):
         assert texts[0] == texts[1]
 
 
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, monkeypatch,
+                                                              sampler):
+    def draw(piece):
+        monkeypatch.setattr(lstm, "SAMPLE_PIECE", piece)
+        # A new session of the seeded graph starts the same weights and the same random
+        # draws, so only the pieces differ. Weights four times their initial size make the
+        # draws depend on the state carried from piece to piece: a small network fresh from
+        # its initializer forgets within a few characters what it was given.
+        with tf.compat.v1.Session(graph=model.graph) as fresh:
+            fresh.run(model.init)
+            for variable in model.graph.get_collection("trainable_variables"):
+                variable.load(4 * fresh.run(variable), fresh)
+            return [list(ids) for ids in lstm.sample_pieces(
+                fresh, model, 2500, np.random.default_rng(9), temperature=2.0,
+                sampler=sampler)]
+    pieces = draw(1000)
+    assert [len(ids) for ids in pieces] == [1000, 1000, 500]
+    at_once = draw(10 ** 6)
+    assert len(at_once) == 1
+    assert sum(pieces, []) == at_once[0]
+
+
 def test_the_in_graph_sampler_draws_from_the_network_distribution(lstm, session, model):
     prime = [2, 5, 1]
     logits = session.run(model.logits, {model.x_ids: np.array(prime)[:, np.newaxis],

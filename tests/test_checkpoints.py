@@ -198,13 +198,15 @@ def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
     assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1] == f"ckpt-{stopped_at + 3}"
 
 
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_a_long_sample_soon_and_changes_nothing(trained, signum, code):
+def test_a_signal_stops_a_long_sample_soon_and_changes_nothing(trained, signum, code, sampler):
     before = folder_digest(trained / "ckpt")
     length = 10 ** 8  # far more than it can draw before the signal
     process = subprocess.Popen(
         [sys.executable, SCRIPT, "--sample", "--save-dir", "ckpt", "--sample-length",
-         str(length)], cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         str(length), "--sampler", sampler],
+        cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         first = os.read(process.stdout.fileno(), 100)
         assert first, "the sample should show as it is drawn"

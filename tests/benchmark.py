@@ -26,26 +26,27 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "tf-lstm-char.py")
 TEXT = os.path.join(REPO, "data", "shakespeare.txt")
 
-# name: (what it is, batch, feed, oneDNN, XLA, bf16, sampler, other environment)
+# name: (what it is, batch, feed, oneDNN, XLA, bf16, samplers, other environment)
 CONFIGS = {
-    "baseline": ("the original: float one-hot fed, oneDNN off", 1, "float", 0, 0, 0, "feed",
+    "baseline": ("the original: float one-hot fed, oneDNN off", 1, "float", 0, 0, 0, ["feed"],
                  {}),
     "onednn": ("the original as TensorFlow runs it here (oneDNN on)", 1, "float", 1, 0, 0,
-               None, {"ONEDNN_MAX_CPU_ISA": "ALL"}),
-    "ids": ("baseline + oneDNN + ids fed (--xla off)", 1, "ids", 1, 0, 0, "graph", {}),
-    "defaults": ("defaults: + XLA at batch 1", 1, "ids", 1, 1, 0, None, {}),
-    "batch32": ("defaults --batch-size 32 (no XLA)", 32, "ids", 1, 0, 0, None, {}),
-    "batch32-avx512": ("--batch-size 32, oneDNN's AVX-512 code", 32, "ids", 1, 0, 0, None,
+               [], {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+    "ids": ("baseline + oneDNN + ids fed (--xla off)", 1, "ids", 1, 0, 0, ["feed", "graph"],
+            {}),
+    "defaults": ("defaults: + XLA at batch 1", 1, "ids", 1, 1, 0, [], {}),
+    "batch32": ("defaults --batch-size 32 (no XLA)", 32, "ids", 1, 0, 0, [], {}),
+    "batch32-avx512": ("--batch-size 32, oneDNN's AVX-512 code", 32, "ids", 1, 0, 0, [],
                        {"ONEDNN_MAX_CPU_ISA": "ALL"}),
-    "batch32-xla": ("--batch-size 32 --xla on", 32, "ids", 1, 1, 0, None, {}),
-    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "ids", 1, 0, 1, None,
+    "batch32-xla": ("--batch-size 32 --xla on", 32, "ids", 1, 1, 0, [], {}),
+    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "ids", 1, 0, 1, [],
                      {}),
 }
 
 
 def worker(name, iterations):
     """Measure one configuration in this process; print one JSON line."""
-    _, batch, feed, onednn, xla, bf16, sampler, environment = CONFIGS[name]
+    _, batch, feed, onednn, xla, bf16, samplers, environment = CONFIGS[name]
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
     os.environ.update(environment)
     sys.path.insert(0, REPO)
@@ -82,15 +83,15 @@ def worker(name, iterations):
         seconds = time.perf_counter() - start
         result["it/s"] = iterations / seconds
         result["chars/s"] = iterations * 100 * batch / seconds
-        if sampler:
-            rng = np.random.default_rng(0)
+        rng = np.random.default_rng(0)
+        for sampler in samplers:
             lstm.sample(session, model, 20, rng, sampler=sampler)  # warm up
             times = []
             for _ in range(3):
                 start = time.perf_counter()
                 lstm.sample(session, model, 600, rng, sampler=sampler)
                 times.append(time.perf_counter() - start)
-            result["sampler chars/s"] = 600 / statistics.median(times)
+            result[f"{sampler} sampler chars/s"] = 600 / statistics.median(times)
     result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -175,14 +176,17 @@ def main():
         chars = median(name, "chars/s")
         print(f"| {config[0]:<{width}} | {config[1]:>5} | {median(name, 'it/s'):4.1f} | "
               f"{chars:7,.0f} | {chars / base:10.2f} | {median(name, 'peak MiB'):8.0f} |")
-    feed, graph = median("baseline", "sampler chars/s"), median("ids", "sampler chars/s")
-    print("\n| sampler, 600 characters, batch 1 | chars/s | x feed |")
-    print("|---|--------:|-------:|")
-    print(f"| feed: the original, one session.run a character (baseline) | {feed:7,.0f} | "
-          f"{1:6.2f} |")
-    print(f"| graph: a tf.while_loop, one session.run (the default, as --sample runs it) | "
-          f"{graph:7,.0f} | "
-          f"{graph / feed:6.2f} |")
+    base_feed = median("baseline", "feed sampler chars/s")
+    print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline |")
+    print("|---|--------:|-----------:|")
+    for what, name, sampler in [
+            ("feed: the original, a session.run a character, oneDNN off (baseline)",
+             "baseline", "feed"),
+            ("feed, as `--sampler feed` runs it (oneDNN on)", "ids", "feed"),
+            ("graph: a tf.while_loop, a session.run a piece (the default, as --sample runs it)",
+             "ids", "graph")]:
+        chars = median(name, f"{sampler} sampler chars/s")
+        print(f"| {what} | {chars:7,.0f} | {chars / base_feed:10.2f} |")
     size, first, peak = scale_check(100)
     print(f"\nscale: a {size:.0f} MiB text reached its first report line in {first:.1f} s "
           f"(training starts before that line), peak memory {peak:,.0f} MiB")

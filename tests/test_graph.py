@@ -253,6 +253,20 @@ def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, m
     assert sum(pieces, []) == at_once[0]
 
 
+def test_the_in_graph_sampler_steps_as_the_cell_does(session, model):
+    # Its loop writes the LSTM step out by hand; reading what it drew through dynamic_rnn and
+    # the cell must end in the same state.
+    prime = [2, 5, 1]
+    drawn, end_state = session.run([model.sample_ids, model.sample_end_state],
+                                   {model.sample_prime: prime, model.sample_length: 50,
+                                    model.temperature: 1.5})
+    read = np.array(prime + drawn.tolist())[:, np.newaxis]
+    cell_state = session.run(model.final_state, {model.x_ids: read,
+                                                 model.init_state: np.zeros((2, 1, HIDDEN))})
+    assert len(set(drawn.tolist())) > 1
+    np.testing.assert_allclose(end_state, cell_state, rtol=0, atol=1e-5)
+
+
 def test_the_in_graph_sampler_draws_from_the_network_distribution(lstm, session, model):
     prime = [2, 5, 1]
     logits = session.run(model.logits, {model.x_ids: np.array(prime)[:, np.newaxis],

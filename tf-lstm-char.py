@@ -72,8 +72,8 @@ VAL_WINDOW = 1000
 # sample points on a large text; the rest of the held-out text is still never trained on.
 VAL_MAX_CHARS = 200_000
 # Samples are drawn and printed in pieces of this many characters (one session.run of the
-# in-graph sampler, about a tenth of a second here), so that a long sample shows as it comes
-# and stops soon when asked to.
+# in-graph sampler, well under a tenth of a second here), so that a long sample shows as it
+# comes and stops soon when asked to.
 SAMPLE_PIECE = 1000
 # What every checkpoint's .json and .npz must hold.
 RUN_INFO = ("format", "vocabulary", "options", "text_sha256", "iteration", "position",

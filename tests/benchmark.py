@@ -1,6 +1,6 @@
 """Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
 
-    python tests/benchmark.py            # about five minutes on two cores
+    python tests/benchmark.py            # about seven minutes on two cores
     python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
 
 Every configuration trains hidden 500, 100 steps a window, on data/shakespeare.txt, in its own
@@ -150,7 +150,7 @@ def main():
     if args.worker:
         return worker(args.worker, args.iterations)
 
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 5
     results = {name: [] for name in CONFIGS}
     started = time.perf_counter()
     for repeat in range(repeats):

@@ -317,7 +317,7 @@ def import_tensorflow(xla=False, bf16=False):
     if amd_processor() and not bf16:
         # On the AMD EPYC this was measured on, oneDNN's AVX-512 code was slow at the
         # backward pass's product with the transposed kernel, and capping oneDNN at AVX2
-        # made batch-32 training 12-26% faster (batch 1 the same; tests/benchmark.py has
+        # made batch-32 training 6-26% faster (batch 1 the same; tests/benchmark.py has
         # both). Intel processors keep AVX-512; so does --bf16, whose products need it.
         os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
     if xla:
@@ -438,8 +438,8 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
                         for name in ("kernel", "bias"))
         # The kernel's columns hold the gates i, j, f, o side by side; f gets the forget
         # bias. Cutting out each gate's block once, outside the loop, turns the step's one
-        # product with the whole kernel into four a quarter of its size, which run side by
-        # side: measured here, that about doubled the sampler's speed.
+        # product with the whole kernel into four a quarter of its size: measured here, that
+        # about doubled the sampler's speed.
         gate_rows = tf.split(kernel[:vocab_size], 4, axis=1)
         gate_kernels = tf.split(kernel[vocab_size:], 4, axis=1)
         gate_biases = tf.split(bias, 4)

@@ -83,9 +83,8 @@ RUN_ARRAYS = ("state", "loss_hist", "smooth_loss_hist", "val_points")
 Model = namedtuple("Model", "graph x y x_ids y_ids init_state final_state logits "
                             "probabilities loss training init saver val_ids val_init_state "
                             "val_final_state val_loss_sum sample_prime sample_length "
-                            "temperature use_argmax sample_ids sample_start_scores "
-                            "sample_start_state sample_end_scores sample_end_state "
-                            "vocab_size hidden_dim batch_size")
+                            "temperature use_argmax sample_ids sample_start_state "
+                            "sample_end_state vocab_size hidden_dim batch_size")
 # A checkpoint on disk: its path prefix, its .json contents and its .npz arrays.
 Checkpoint = namedtuple("Checkpoint", "prefix info arrays")
 
@@ -356,8 +355,8 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
     out_w, out_b, logits, probabilities, loss and training as in the original; x_ids and
     y_ids, the integer form of x and y the trainer feeds; val_ids, val_init_state,
     val_final_state and val_loss_sum for held-out text; sample_prime, sample_length,
-    temperature, argmax and sample_ids for the in-graph sampler, with sample_start_scores,
-    sample_start_state, sample_end_scores and sample_end_state to go on where it stopped.
+    temperature, argmax and sample_ids for the in-graph sampler, with sample_start_state and
+    sample_end_state to go on where it stopped.
     """
     tf1 = tf.compat.v1
     graph = tf.Graph()
@@ -458,20 +457,18 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
             return (i + 1, scores(h), tf1.nn.rnn_cell.LSTMStateTuple(c, h),
                     drawn.write(i, next_id[0]))
 
-        # A long sample is drawn in pieces, each starting where the last one ended, so that
-        # it can be printed as it comes and stopped between pieces.
-        start_scores = tf1.placeholder_with_default(scores(prime_outputs[-1]),
-                                                    [1, vocab_size], name="sample_start_scores")
+        # A long sample is drawn in pieces, each starting from the state the last one ended
+        # in (by default the prime's), so that it can be printed as it comes and stopped
+        # between pieces. The first draw's scores are those of the state's h.
         start_state = tf1.placeholder_with_default(
             tf.stack([prime_state.c, prime_state.h]), [2, 1, hidden_dim],
             name="sample_start_state")
-        _, end_scores, end_state, drawn = tf.while_loop(
+        _, _, end_state, drawn = tf.while_loop(
             lambda i, *rest: i < sample_length, draw_one,
-            [tf.constant(0), start_scores,
+            [tf.constant(0), scores(start_state[1]),
              tf1.nn.rnn_cell.LSTMStateTuple(start_state[0], start_state[1]),
              tf.TensorArray(tf.int32, size=sample_length)])
         sample_ids = tf.identity(drawn.stack(), name="sample_ids")
-        end_scores = tf.identity(end_scores, name="sample_end_scores")
         end_state = tf.stack([end_state.c, end_state.h], name="sample_end_state")
 
         if optimizer == "adam":
@@ -494,8 +491,7 @@ def build_graph(tf, vocab_size, hidden_dim, batch_size=1, learning_rate=1e-2,
                  val_init_state=val_init_state, val_final_state=val_final_state,
                  val_loss_sum=val_loss_sum, sample_prime=sample_prime,
                  sample_length=sample_length, temperature=temperature, use_argmax=use_argmax,
-                 sample_ids=sample_ids, sample_start_scores=start_scores,
-                 sample_start_state=start_state, sample_end_scores=end_scores,
+                 sample_ids=sample_ids, sample_start_state=start_state,
                  sample_end_state=end_state, vocab_size=vocab_size, hidden_dim=hidden_dim,
                  batch_size=batch_size)
 
@@ -525,17 +521,16 @@ def sample_pieces(session, model, length, rng, temperature=1.0, prime_ids=(), ar
     if sampler == "feed":
         yield from sample_by_feeding(session, model, length, rng, temperature, start, argmax)
         return
+    # The first piece reads the prime; each later one starts from the state the last left.
     fed = {model.sample_prime: start, model.temperature: temperature,
            model.use_argmax: argmax}
     for done in range(0, length, SAMPLE_PIECE):
         fed[model.sample_length] = min(SAMPLE_PIECE, length - done)
-        drawn, scores, state = session.run(
-            [model.sample_ids, model.sample_end_scores, model.sample_end_state], fed)
+        drawn, fed[model.sample_start_state] = session.run(
+            [model.sample_ids, model.sample_end_state], fed)
         if np.any(drawn < 0) or np.any(drawn >= model.vocab_size):
             raise Diverged("network's output", "not finite", None)
         yield drawn.tolist()
-        fed = {model.sample_start_scores: scores, model.sample_start_state: state,
-               model.temperature: temperature, model.use_argmax: argmax}
 
 
 def sample_by_feeding(session, model, length, rng, temperature, start, argmax):

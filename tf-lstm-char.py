@@ -821,6 +821,8 @@ def remove_checkpoint_files(save_dir, name):
 
 
 def listed_checkpoints(save_dir):
+    """The checkpoint names listed in save_dir, or one line of error about the folder."""
+    refuse_a_file(save_dir, "--save-dir")
     try:
         return aux_funcs.read_checkpoint_list(save_dir)
     except (OSError, UnicodeDecodeError) as exc:
@@ -832,8 +834,6 @@ def listed_checkpoints(save_dir):
 def latest_checkpoint(save_dir, best=False):
     """The newest complete checkpoint in save_dir, or with `best` the one with the lowest
     validation loss, as a Checkpoint."""
-    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
-        raise UserError(f"--save-dir {save_dir}: is a file, not a folder")
     names = listed_checkpoints(save_dir)
     if not names:
         raise UserError(f"no checkpoint in {save_dir}; train first, or give the --save-dir "
@@ -926,9 +926,13 @@ def read_text(path, encoding):
     return text, char_to_idx
 
 
-def make_writable_dir(path, flag):
+def refuse_a_file(path, flag):
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{flag} {path}: is a file, not a folder")
+
+
+def make_writable_dir(path, flag):
+    refuse_a_file(path, flag)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:

@@ -49,6 +49,12 @@ def unprivileged():
     return prefix
 
 
+def files_of(folder):
+    """Every file below `folder`, by relative path, with its bytes: equal means unchanged."""
+    return {path.relative_to(folder): path.read_bytes()
+            for path in folder.rglob("*") if path.is_file()}
+
+
 def run_script(args, cwd, env=None, prefix=()):
     """tf-lstm-char.py run as a user runs it, in `cwd`; its exit code and text output."""
     return subprocess.run([*prefix, sys.executable, SCRIPT, *args], cwd=cwd, env=env,

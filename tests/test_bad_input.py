@@ -6,7 +6,7 @@ test_checkpoints.py, beside the checkpoints they damage.
 """
 import pytest
 
-from conftest import run_script as run, unprivileged
+from conftest import files_of, run_script as run, unprivileged
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind.\n" * 12
 
@@ -25,11 +25,6 @@ def workdir(tmp_path):
     (earlier / "ckpt-5.data-00000-of-00001").write_bytes(bytes(range(256)))
     (earlier / "ckpt-5.json").write_text('{"iteration": 5}')
     return tmp_path
-
-
-def files_of(folder):
-    return {path.relative_to(folder): path.read_bytes()
-            for path in folder.rglob("*") if path.is_file()}
 
 
 def assert_one_line_and_nothing_lost(result, code, words, before, folder):

@@ -14,24 +14,12 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import SCRIPT, run_script as run
+from conftest import SCRIPT, files_of, run_script as run
 
 TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York.\n" * 10
 UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
 TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
         "--sample-length", "30"]
-
-
-def folder_digest(folder):
-    """One hash of every file's name and bytes: equal digests mean nothing changed."""
-    digest = hashlib.sha256()
-    for root, _, files in sorted(os.walk(folder)):
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            digest.update(path.encode())
-            with open(path, "rb") as handle:
-                digest.update(handle.read())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +138,12 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
 def test_mismatches_are_one_line_and_leave_the_checkpoint_alone(trained, no_tensorflow, args,
                                                                 words):
     (trained / "other.txt").write_text(TEXT.upper(), encoding="utf-8")
-    before = folder_digest(trained / "ckpt")
+    before = files_of(trained / "ckpt")
     # Found before TensorFlow is imported: no_tensorflow would show it.
     result = run([*args, "--save-dir", "ckpt"], trained, no_tensorflow)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
-    assert folder_digest(trained / "ckpt") == before
+    assert files_of(trained / "ckpt") == before
 
 
 def test_no_checkpoint_is_one_line(tmp_path):
@@ -201,7 +189,7 @@ def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
 @pytest.mark.parametrize("sampler", ["graph", "feed"])
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_a_long_sample_soon_and_changes_nothing(trained, signum, code, sampler):
-    before = folder_digest(trained / "ckpt")
+    before = files_of(trained / "ckpt")
     length = 10 ** 8  # far more than it can draw before the signal
     process = subprocess.Popen(
         [sys.executable, SCRIPT, "--sample", "--save-dir", "ckpt", "--sample-length",
@@ -223,7 +211,7 @@ def test_a_signal_stops_a_long_sample_soon_and_changes_nothing(trained, signum, 
                          rf"(\d+) of {length} characters\n", stderr)
     assert match, stderr
     assert len(first + stdout) == int(match.group(1)) + 1  # the sample and its newline
-    assert folder_digest(trained / "ckpt") == before
+    assert files_of(trained / "ckpt") == before
 
 
 def test_two_quick_signals_while_saving_often_leave_a_loadable_checkpoint(tmp_path):
@@ -327,7 +315,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tiny, tmp_path, monk
                                                       where, fault):
     tiny.progress.iteration = 10
     save(lstm, tiny, tmp_path)
-    before = folder_digest(tmp_path)
+    before = files_of(tmp_path)
 
     monkeypatch.setattr(aux_funcs, where, fault)
     tiny.progress.iteration = 20
@@ -337,7 +325,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tiny, tmp_path, monk
     if fault is disk_full:
         assert re.search("No space left on device.*previous checkpoint is intact",
                          str(failure.value))
-    assert folder_digest(tmp_path) == before, "pieces of the failed save were left"
+    assert files_of(tmp_path) == before, "pieces of the failed save were left"
     assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10"]
     assert lstm.latest_checkpoint(str(tmp_path)).info["iteration"] == 10
 
@@ -443,12 +431,12 @@ def damaged(tmp_path_factory, trained):
 @pytest.mark.parametrize("mode", [["--resume", "--iterations", "40"], ["--sample"]])
 def test_a_damaged_checkpoint_is_one_line_and_left_alone(damaged, damage, words, mode):
     damage(damaged / "ckpt")
-    before = folder_digest(damaged / "ckpt")
+    before = files_of(damaged / "ckpt")
     result = run([*mode, "--save-dir", "ckpt"], damaged)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    assert folder_digest(damaged / "ckpt") == before
+    assert files_of(damaged / "ckpt") == before
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):

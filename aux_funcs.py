@@ -1,33 +1,145 @@
-"""Data handling, plotting and checkpoint files for tf-lstm-char: numpy and matplotlib only.
+"""Helpers of tf-lstm-char that need no TensorFlow: numpy, matplotlib and the standard library.
 
-The training script reads a text with `load`, turns it into integer ids once with
-`text_to_ids`, and cuts it into time-major windows of ids with `batch_generator`;
-`plot` draws the loss history to a PNG. Beside each TensorFlow checkpoint the script keeps
-what the graph does not hold (vocabulary, options, position, carried state, losses) with
-`save_run_state`, and names the latest checkpoint with `write_checkpoint_list`.
+The first part is the post's own `aux_funcs`: `load` a text and its vocabulary, `encode` ids
+one-hot, a `BatchGenerator` of one-hot training windows (the role of the post's `tf_gen`), and
+`plot` the loss. The second part is what the program adds around the post: the text as a
+compact array of ids and its held-out part, files written atomically, the files that sit
+beside a TensorFlow checkpoint, checks of the user's input, and the console.
 """
 import hashlib
 import json
+import math
 import os
 import re
+import signal
+import time
+from collections import namedtuple
 
 import numpy as np
 from matplotlib.figure import Figure
 
 
+class UserError(Exception):
+    """A problem with the user's input, reported as one line, without a traceback."""
+
+
+# The post ---------------------------------------------------------------------------------
+
 def load(path, encoding="utf-8"):
     """Read a text file and build its character vocabulary.
 
     Returns (text, char_to_idx, idx_to_char, vocab_size). The vocabulary is sorted, so the
-    same text always gives the same ids, on any machine and in any run.
+    same text always gives the same ids, on any machine and in any run. The usual ways a file
+    can be wrong (missing, a folder, unreadable, undecodable, empty, binary) raise UserError.
     """
-    with open(path, encoding=encoding) as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding=encoding) as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a text file") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied") from None
+    except LookupError:
+        raise UserError(f"--encoding {encoding}: unknown encoding") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not valid {encoding} at byte {exc.start}; "
+                        "try --encoding latin-1") from None
+    if not text:
+        raise UserError(f"{path}: is empty; give a text to train on")
+    nul = text.find("\0")
+    if nul >= 0:
+        raise UserError(f"{path}: looks like a binary file (a NUL character at position "
+                        f"{nul:,}); give a plain text file")
     chars = sorted(set(text))
     char_to_idx = {ch: i for i, ch in enumerate(chars)}
     idx_to_char = {i: ch for i, ch in enumerate(chars)}
     return text, char_to_idx, idx_to_char, len(chars)
 
+
+def encode(ids, vocab_size):
+    """One-hot encode an array of ids of any shape: shape ids.shape + (vocab_size,), float32."""
+    ids = np.asarray(ids)
+    one_hot = np.zeros(ids.shape + (vocab_size,), dtype=np.float32)
+    np.put_along_axis(one_hot, ids[..., np.newaxis].astype(np.intp), 1.0, axis=-1)
+    return one_hot
+
+
+class BatchGenerator:
+    """The post's `tf_gen`: an endless iterator of (inputs, targets) training windows.
+
+    Each is one-hot, time-major, of shape (seq_length, batch_size, vocab_size), made with
+    `encode` from the compact array of ids one window at a time; targets are the inputs
+    shifted by one character. The text is cut into `batch_size` contiguous tracks read side by
+    side (see `tracks`); with batch_size 1 the one track is the whole text. When a track has
+    fewer than seq_length + 1 ids left, reading wraps to its start, as the post's does.
+
+    `position` is where the next window starts, to resume from; `restarted` says that the
+    window just given starts the text again, where a caller that carries the LSTM state
+    from window to window resets it.
+    """
+
+    def __init__(self, ids, seq_length, vocab_size, batch_size=1, position=0):
+        self.tracks = tracks(ids, batch_size)
+        if len(self.tracks) < seq_length + 1:
+            raise ValueError(f"tracks of {len(self.tracks)} characters are too short for "
+                             f"windows of {seq_length} + 1")
+        self.seq_length, self.vocab_size = seq_length, vocab_size
+        self.position, self.restarted = position, False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.position + self.seq_length + 1 > len(self.tracks):
+            self.position = 0
+        self.restarted = self.position == 0
+        window = encode(self.tracks[self.position:self.position + self.seq_length + 1],
+                        self.vocab_size)
+        self.position += self.seq_length
+        return window[:-1], window[1:]
+
+
+def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, name, plots_dir="plots",
+         val_points=()):
+    """Draw the raw and smoothed loss, the validation loss and the epoch starts to a PNG.
+
+    `loss_hist` and `smooth_loss_hist` hold one value per iteration, index 0 being the
+    loss before training; `it` is the number of iterations done; `val_points` are
+    (iterations done, validation loss) pairs. The file is `<plots_dir>/<name>_loss.png`,
+    written atomically. Returns its path.
+    """
+    fig = Figure(figsize=(10, 5), dpi=100)
+    ax = fig.subplots()
+    steps = np.arange(len(loss_hist))
+    ax.plot(steps, loss_hist, color="tab:blue", alpha=0.25, linewidth=0.8,
+            label="training loss")
+    ax.plot(steps, smooth_loss_hist, color="tab:blue", linewidth=1.8,
+            label="training loss, smoothed (0.999 moving average)")
+    series = [loss_hist, smooth_loss_hist]
+    if len(val_points):
+        val_steps, val_losses = zip(*val_points)
+        ax.plot(val_steps, val_losses, color="tab:orange", marker=".", linewidth=1.2,
+                label="validation loss (held-out text)")
+        series.append(val_losses)
+    epochs = [s for s in epoch_starts(it, it_per_epoch) if s < len(smooth_loss_hist)]
+    ax.plot(epochs, [smooth_loss_hist[s] for s in epochs], linestyle="", marker="o",
+            color="tab:red", label="start of an epoch")
+    ax.set_ylim(*fitted_ylim(*series))
+    ax.set_xlim(0, max(len(loss_hist) - 1, 1))
+    ax.set_title(f"Loss on {name}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", framealpha=0.9)
+    os.makedirs(plots_dir, exist_ok=True)
+    path = os.path.join(plots_dir, f"{name}_loss.png")
+    write_atomically(path, lambda handle: fig.savefig(handle, format="png"))
+    return path
+
+
+# Beyond the post: the text as ids ---------------------------------------------------------
 
 def text_to_ids(text, char_to_idx, chunk=1 << 22):
     """Map every character of `text` to its vocabulary id, a few million at a time.
@@ -50,36 +162,6 @@ def text_to_ids(text, char_to_idx, chunk=1 << 22):
     return ids
 
 
-def encode(seq, vocab_size):
-    """One-hot encode a sequence of ids: shape (len(seq), vocab_size), float32."""
-    seq = np.asarray(seq, dtype=np.int64)
-    one_hot = np.zeros((len(seq), vocab_size), dtype=np.float32)
-    one_hot[np.arange(len(seq)), seq] = 1.0
-    return one_hot
-
-
-def batch_generator(ids, seq_length, batch_size=1, position=0):
-    """Yield (position, window) over `ids`, forever, in reading order.
-
-    The text is cut into `batch_size` contiguous tracks read side by side (see `tracks`);
-    `window` holds rows position .. position + seq_length of them: shape
-    (seq_length + 1, batch_size), time-major, a view of `ids`. Its first seq_length rows are
-    the inputs and its last seq_length rows the targets, so the next window starts on this
-    one's last row. When a track has fewer than seq_length + 1 ids left, reading wraps to
-    its start (position 0), as the original does; a caller that carries the LSTM state
-    resets it there. With batch_size 1 the one track is the whole text.
-    """
-    side_by_side = tracks(ids, batch_size)
-    if len(side_by_side) < seq_length + 1:
-        raise ValueError(f"tracks of {len(side_by_side)} characters are too short for "
-                         f"windows of {seq_length} + 1")
-    while True:
-        if position + seq_length + 1 > len(side_by_side):
-            position = 0
-        yield position, side_by_side[position:position + seq_length + 1]
-        position += seq_length
-
-
 def split_train_val(ids, val_fraction):
     """Split the text's ids into (train, held_out): the last `val_fraction` of the text is held
     out, so the network never trains on it; 0 keeps the whole text for training."""
@@ -95,6 +177,31 @@ def tracks(ids, count):
     return np.reshape(ids[:length * count], (count, length)).T
 
 
+def check_text_fits(path, train_ids, held_out, seq_length, batch_size, val_fraction):
+    """Refuse, in one line, a text too short to cut into the windows asked for."""
+    count = len(train_ids)
+    if count < seq_length + 1:
+        raise UserError(f"{path}: {count} characters to train on"
+                        + (f" (after holding out {held_out})" if held_out else "")
+                        + f" is too short for --seq-length {seq_length}; it needs at "
+                        f"least {seq_length + 1}")
+    track = count // batch_size
+    if track < seq_length + 1:
+        raise UserError(f"--batch-size {batch_size} cuts the {count} characters to train on "
+                        f"into tracks of {track}, shorter than one window of --seq-length "
+                        f"{seq_length} + 1; use a smaller batch")
+    if val_fraction and held_out < 2:
+        raise UserError(f"{path}: --val-fraction {val_fraction} holds out {held_out} "
+                        "characters, too few to evaluate; give a larger one, or 0")
+
+
+def check_prime(prime, vocab):
+    unknown = sorted(set(prime) - set(vocab))
+    if unknown:
+        raise UserError("--prime has characters the model does not know: "
+                        + " ".join(repr(ch) for ch in unknown))
+
+
 def epoch_starts(it, it_per_epoch):
     """Iterations at which an epoch starts, up to and including iteration `it`."""
     return [round(k * it_per_epoch) for k in range(int(it // it_per_epoch) + 1)]
@@ -108,43 +215,7 @@ def fitted_ylim(*series):
     return max(low - margin, 0.0), high + margin
 
 
-def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, text_name, plots_dir="plots",
-         val_points=()):
-    """Draw the raw and smoothed loss, the validation loss and the epoch starts to a PNG.
-
-    `loss_hist` and `smooth_loss_hist` hold one value per iteration, index 0 being the
-    loss before training; `it` is the last iteration done; `val_points` are
-    (iterations done, validation loss) pairs. The file is `<plots_dir>/<text_name>_loss.png`,
-    written atomically. Returns its path.
-    """
-    fig = Figure(figsize=(10, 5), dpi=100)
-    ax = fig.subplots()
-    steps = np.arange(len(loss_hist))
-    ax.plot(steps, loss_hist, color="tab:blue", alpha=0.25, linewidth=0.8,
-            label="training loss")
-    ax.plot(steps, smooth_loss_hist, color="tab:blue", linewidth=1.8,
-            label="training loss, smoothed (0.999 moving average)")
-    series = [loss_hist, smooth_loss_hist]
-    if len(val_points):
-        val_steps, val_losses = zip(*val_points)
-        ax.plot(val_steps, val_losses, color="tab:orange", marker=".", linewidth=1.2,
-                label="validation loss (held-out text)")
-        series.append(val_losses)
-    epochs = [s for s in epoch_starts(it, it_per_epoch) if s < len(smooth_loss_hist)]
-    ax.plot(epochs, [smooth_loss_hist[s] for s in epochs], linestyle="", marker="o",
-            color="tab:red", label="start of an epoch")
-    ax.set_ylim(*fitted_ylim(*series))
-    ax.set_xlim(0, max(len(loss_hist) - 1, 1))
-    ax.set_title(f"Loss on {text_name}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy (nats per character)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", framealpha=0.9)
-    os.makedirs(plots_dir, exist_ok=True)
-    path = os.path.join(plots_dir, f"{text_name}_loss.png")
-    write_atomically(path, lambda handle: fig.savefig(handle, format="png"))
-    return path
-
+# Beyond the post: files -------------------------------------------------------------------
 
 def write_history(path, loss_hist, smooth_loss_hist, val_points=()):
     """Write the loss history as CSV, one row per iteration done: iteration, loss,
@@ -192,6 +263,38 @@ def sha256_of_file(path):
     return digest.hexdigest()
 
 
+def refuse_a_file(path, flag):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{flag} {path}: is a file, not a folder")
+
+
+def make_writable_dir(path, flag):
+    refuse_a_file(path, flag)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{flag} {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {path}: not writable")
+
+
+# Beyond the post: the files beside a TensorFlow checkpoint -------------------------------
+
+# Written into every checkpoint's .json; a checkpoint of another format is refused.
+CHECKPOINT_FORMAT = 1
+# What every checkpoint's .json and .npz must hold.
+RUN_INFO = ("format", "vocabulary", "options", "text_sha256", "iteration", "position",
+            "rng_state", "best")
+RUN_ARRAYS = ("state", "loss_hist", "smooth_loss_hist", "val_points")
+CHECKPOINT_LIST = "checkpoint"
+# A checkpoint on disk: its path prefix, its .json contents and its .npz arrays.
+Checkpoint = namedtuple("Checkpoint", "prefix info arrays")
+
+
+def checkpoint_name(iteration):
+    return f"ckpt-{iteration}"
+
+
 def save_run_state(prefix, info, arrays):
     """Write `<prefix>.json` (info: plain JSON values) and `<prefix>.npz` (named arrays)."""
     write_atomically(prefix + ".npz", lambda handle: np.savez(handle, **arrays))
@@ -206,9 +309,6 @@ def load_run_state(prefix):
     with np.load(prefix + ".npz", allow_pickle=False) as saved:
         arrays = {name: saved[name] for name in saved.files}
     return info, arrays
-
-
-CHECKPOINT_LIST = "checkpoint"
 
 
 def write_checkpoint_list(save_dir, names):
@@ -237,12 +337,138 @@ def read_checkpoint_list(save_dir):
     return names
 
 
-def char_distribution(logits, temperature=1.0):
-    """Softmax of logits / temperature in float64: probabilities numpy can draw from.
+def listed_checkpoints(save_dir):
+    """The checkpoint names listed in save_dir, or one line of error about the folder."""
+    refuse_a_file(save_dir, "--save-dir")
+    try:
+        return read_checkpoint_list(save_dir)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a checkpoint list"
+        raise UserError(f"--save-dir {save_dir}: cannot read its checkpoint list "
+                        f"({reason})") from None
 
-    A temperature below 1 sharpens the distribution towards the most likely character,
-    above 1 flattens it towards uniform; 1 is the network's own softmax.
+
+def read_checkpoint(prefix):
+    """The checkpoint at `prefix`, its side files read and checked, as a Checkpoint."""
+    try:
+        info, arrays = load_run_state(prefix)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"checkpoint {prefix} is damaged or incomplete ({exc})") from None
+    missing = [key for key in RUN_INFO if not isinstance(info, dict) or key not in info]
+    missing += [key for key in RUN_ARRAYS if key not in arrays]
+    if missing:
+        raise UserError(f"checkpoint {prefix} is damaged or incomplete (no "
+                        f"{', '.join(missing)})")
+    if info["format"] != CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint {prefix} has format {info['format']!r}, which this "
+                        f"version does not read (it reads format {CHECKPOINT_FORMAT})")
+    return Checkpoint(prefix, info, arrays)
+
+
+def latest_checkpoint(save_dir, best=False):
+    """The newest complete checkpoint in save_dir, or with `best` the one with the lowest
+    validation loss, as a Checkpoint."""
+    names = listed_checkpoints(save_dir)
+    if not names:
+        raise UserError(f"no checkpoint in {save_dir}; train first, or give the --save-dir "
+                        "of a run")
+    latest = read_checkpoint(os.path.join(save_dir, names[-1]))
+    if not best:
+        return latest
+    if latest.info["best"] is None:
+        raise UserError(f"{save_dir} has no best checkpoint: its run held no text out "
+                        "(--val-fraction 0)")
+    return read_checkpoint(os.path.join(save_dir, checkpoint_name(latest.info["best"][0])))
+
+
+# Beyond the post: the console and signals -------------------------------------------------
+
+def report_line(it, smooth_loss, epoch, val_loss=None, rate=None, chars_per_second=None,
+                elapsed=None, left=None):
+    """The line printed at each report: it starts exactly as the post's `iter N, loss: X`;
+    the fields after it line up from report to report."""
+    fields = [f"{'iter %d, loss: %f' % (it, smooth_loss):<28}", f"epoch {epoch:5.2f}"]
+    if val_loss is not None:
+        fields.append(f"val {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)")
+    if rate is not None:
+        fields.append(f"{rate:5.1f} it/s {chars_per_second:>7,.0f} chars/s")
+        fields.append(f"{format_clock(elapsed)} elapsed, {format_clock(left)} left")
+    return " | ".join(fields)
+
+
+def format_clock(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def format_duration(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {seconds:02d}s"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"
+
+
+def display_path(path):
+    """The path relative to the working folder when it lies below it, else as it is."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def text_name_of(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+class ProgressBar:
+    """A bar for the iterations to the next report, redrawn in place on a terminal; nothing
+    at all when the output goes to a file or a pipe."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.drawn_at = 0.0
+
+    def update(self, done, total):
+        now = time.monotonic()
+        if not self.live or now - self.drawn_at < 0.1:
+            return
+        self.drawn_at = now
+        filled = round(30 * done / total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} "
+                          "to the next sample")
+        self.stream.flush()
+
+    def clear(self):
+        if self.live and self.drawn_at:
+            self.stream.write("\r\x1b[K")
+            self.drawn_at = 0.0
+
+
+class StopRequest:
+    """Turn the first SIGINT or SIGTERM into a request to stop at the next good place.
+
+    The training loop asks `signum` after each step, saves and stops; sampling asks after
+    each character. A second signal interrupts at once (the last complete checkpoint is
+    still there: a save cut short removes what it wrote).
     """
-    scaled = np.asarray(logits, dtype=np.float64) / temperature
-    weights = np.exp(scaled - scaled.max())
-    return weights / weights.sum()
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum

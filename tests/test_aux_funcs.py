@@ -27,7 +27,7 @@ def test_load_builds_a_sorted_vocabulary(text_file):
 def test_load_reads_with_the_given_encoding(tmp_path):
     path = tmp_path / "latin.txt"
     path.write_bytes("café".encode("latin-1"))
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(aux_funcs.UserError, match="not valid utf-8 at byte 3"):
         aux_funcs.load(path)
     text, _, _, _ = aux_funcs.load(path, encoding="latin-1")
     assert text == "café"
@@ -69,61 +69,78 @@ def test_encode_is_one_hot_float32():
     assert encoded.argmax(axis=1).tolist() == [2, 0, 2, 1]
 
 
-def test_batch_generator_gives_consecutive_time_major_windows():
+def test_encode_keeps_the_shape_of_its_ids():
+    ids = np.array([[0, 3], [2, 2], [1, 0]], dtype=np.uint8)  # 3 steps, 2 streams
+    encoded = aux_funcs.encode(ids, 5)
+    assert encoded.shape == (3, 2, 5)
+    assert encoded.sum() == 6
+    np.testing.assert_array_equal(encoded.argmax(axis=-1), ids)
+
+
+def read(batches, count):
+    """(start, input ids, target ids) of the next `count` windows of a BatchGenerator."""
+    windows = []
+    for _ in range(count):
+        inputs, targets = next(batches)
+        assert inputs.dtype == targets.dtype == np.float32
+        assert np.all(inputs.sum(axis=-1) == 1) and np.all(targets.sum(axis=-1) == 1)
+        windows.append((batches.position - batches.seq_length, inputs.argmax(axis=-1),
+                        targets.argmax(axis=-1)))
+    return windows
+
+
+def test_batch_generator_gives_consecutive_one_hot_time_major_windows():
     ids = np.arange(23) % 7
-    batches = aux_funcs.batch_generator(ids, 5)
-    position, window = next(batches)
-    assert position == 0
-    assert window.shape == (6, 1)
-    assert window[:-1, 0].tolist() == ids[0:5].tolist()   # inputs
-    assert window[1:, 0].tolist() == ids[1:6].tolist()    # targets, one character on
-    position, window = next(batches)
-    assert position == 5
-    assert window[:-1, 0].tolist() == ids[5:10].tolist()
+    batches = aux_funcs.BatchGenerator(ids, 5, 7)
+    inputs, targets = next(batches)
+    assert inputs.shape == targets.shape == (5, 1, 7)
+    assert batches.restarted
+    assert inputs.argmax(axis=-1)[:, 0].tolist() == ids[0:5].tolist()
+    assert targets.argmax(axis=-1)[:, 0].tolist() == ids[1:6].tolist()  # one character on
+    (start, inputs, _), = read(batches, 1)
+    assert start == 5 and not batches.restarted
+    assert inputs[:, 0].tolist() == ids[5:10].tolist()
 
 
-def test_batch_generator_wraps_to_the_start():
+def test_batch_generator_wraps_to_the_start_and_says_so():
     ids = np.arange(16) % 4
-    positions = [position for (position, _), _ in
-                 zip(aux_funcs.batch_generator(ids, 5), range(5))]
+    batches = aux_funcs.BatchGenerator(ids, 5, 4)
+    starts, restarted = [], []
+    for _ in range(5):
+        next(batches)
+        starts.append(batches.position - 5)
+        restarted.append(batches.restarted)
     # 16 ids hold three windows of 5 (each needing one more id for its targets).
-    assert positions == [0, 5, 10, 0, 5]
+    assert starts == [0, 5, 10, 0, 5]
+    assert restarted == [True, False, False, True, False]
 
 
 def test_batch_generator_starts_where_asked():
     ids = np.arange(30) % 3
-    position, window = next(aux_funcs.batch_generator(ids, 4, position=8))
-    assert position == 8
-    assert window[:-1, 0].tolist() == ids[8:12].tolist()
+    (start, inputs, _), = read(aux_funcs.BatchGenerator(ids, 4, 3, position=8), 1)
+    assert start == 8
+    assert inputs[:, 0].tolist() == ids[8:12].tolist()
 
 
 def test_a_batch_reads_contiguous_tracks_side_by_side():
     ids = np.arange(40)
-    batches = aux_funcs.batch_generator(ids, 3, batch_size=4)
-    _, first = next(batches)
-    _, second = next(batches)
-    assert first.shape == (4, 4)
+    (_, first, first_targets), (_, second, _), (_, third, _), (_, wrapped, _) = read(
+        aux_funcs.BatchGenerator(ids, 3, 40, batch_size=4), 4)
+    assert first.shape == (3, 4)
     # Track k is ids[10k:10k + 10], and each column reads its own track in order.
-    assert first[:, 1].tolist() == [10, 11, 12, 13]
-    assert second[:, 1].tolist() == [13, 14, 15, 16]
-    assert first[:, 3].tolist() == [30, 31, 32, 33]
-    _, third = next(batches)
-    _, wrapped = next(batches)
-    assert third[:, 0].tolist() == [6, 7, 8, 9]
-    assert wrapped[:, 0].tolist() == [0, 1, 2, 3]
+    assert first[:, 1].tolist() == [10, 11, 12]
+    assert first_targets[:, 1].tolist() == [11, 12, 13]
+    assert second[:, 1].tolist() == [13, 14, 15]
+    assert first[:, 3].tolist() == [30, 31, 32]
+    assert third[:, 0].tolist() == [6, 7, 8]
+    assert wrapped[:, 0].tolist() == [0, 1, 2]
 
 
 def test_batch_generator_refuses_a_text_shorter_than_a_window():
     with pytest.raises(ValueError, match="too short"):
-        next(aux_funcs.batch_generator(np.zeros(5, np.uint8), 5))
+        aux_funcs.BatchGenerator(np.zeros(5, np.uint8), 5, 1)
     with pytest.raises(ValueError, match="too short"):
-        next(aux_funcs.batch_generator(np.zeros(50, np.uint8), 5, batch_size=10))
-
-
-def test_windows_are_views_not_copies():
-    ids = np.arange(1000, dtype=np.uint8)
-    _, window = next(aux_funcs.batch_generator(ids, 10, batch_size=4))
-    assert np.shares_memory(window, ids)
+        aux_funcs.BatchGenerator(np.zeros(50, np.uint8), 5, 1, batch_size=10)
 
 
 def test_epoch_starts_advance_with_the_iteration():
@@ -157,21 +174,6 @@ def test_plot_replaces_an_earlier_plot(tmp_path):
                             str(tmp_path))
     assert second == first
     assert open(second, "rb").read() != before
-
-
-def test_char_distribution_is_the_softmax_at_temperature_one():
-    logits = np.array([1.0, 2.0, 0.5], dtype=np.float32)
-    expected = np.exp(logits) / np.exp(logits).sum()
-    np.testing.assert_allclose(aux_funcs.char_distribution(logits), expected, rtol=1e-6)
-
-
-def test_char_distribution_sharpens_and_flattens_with_temperature():
-    logits = [1.0, 2.0, 0.5]
-    cold = aux_funcs.char_distribution(logits, 0.01)
-    hot = aux_funcs.char_distribution(logits, 100.0)
-    assert cold[1] > 0.999999
-    assert np.ptp(hot) < 0.02
-    np.testing.assert_allclose(cold.sum(), 1.0)
 
 
 def test_run_state_round_trip(tmp_path):
@@ -225,8 +227,9 @@ def test_the_held_out_text_never_overlaps_the_training_text(fraction):
     assert len(held_out) == round(1003 * fraction)
     assert np.array_equal(np.concatenate([train, held_out]), ids)
     seen = set()
-    for (_, window), _ in zip(aux_funcs.batch_generator(train, 10, batch_size=3), range(300)):
-        seen.update(window.ravel().tolist())
+    for _, inputs, targets in read(aux_funcs.BatchGenerator(train, 10, 1003, batch_size=3),
+                                   300):
+        seen.update(inputs.ravel().tolist() + targets.ravel().tolist())
     assert seen <= set(train.tolist()) and not seen & set(held_out.tolist())
 
 
@@ -272,17 +275,19 @@ def test_any_text_round_trips_and_windows_cover_it_in_order(text, seq_length, ba
     track_length = len(train) // batch_size
     if track_length < seq_length + 1:
         with pytest.raises(ValueError):
-            next(aux_funcs.batch_generator(train, seq_length, batch_size))
+            aux_funcs.BatchGenerator(train, seq_length, len(chars), batch_size)
         return
     side_by_side = aux_funcs.tracks(train, batch_size)
-    batches = aux_funcs.batch_generator(train, seq_length, batch_size)
+    batches = aux_funcs.BatchGenerator(train, seq_length, len(chars), batch_size)
     expected = 0
-    for (position, window), _ in zip(batches, range(8)):
+    for position, inputs, targets in read(batches, 8):
         if expected + seq_length + 1 > track_length:
             expected = 0
         assert position == expected
-        assert window.shape == (seq_length + 1, batch_size)
-        np.testing.assert_array_equal(window, side_by_side[position:position + seq_length + 1])
+        assert inputs.shape == (seq_length, batch_size)
+        np.testing.assert_array_equal(inputs, side_by_side[position:position + seq_length])
+        np.testing.assert_array_equal(targets,
+                                      side_by_side[position + 1:position + seq_length + 1])
         expected += seq_length
     one_hot = aux_funcs.encode(ids, len(chars))
     assert one_hot.shape == (len(text), len(chars)) and one_hot.sum() == len(text)

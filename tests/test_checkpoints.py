@@ -1,6 +1,8 @@
 """Checkpoints: what a save holds, reopening a saved graph by name, resuming, signals, and
 sampling from a checkpoint."""
+import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -35,14 +37,14 @@ def trained(tmp_path_factory):
 
 def test_a_checkpoint_holds_what_the_graph_does_not(trained):
     save_dir = trained / "ckpt"
-    assert aux_funcs.read_checkpoint_list(save_dir) == ["ckpt-1", "ckpt-11", "ckpt-21",
+    assert aux_funcs.read_checkpoint_list(save_dir) == ["ckpt-0", "ckpt-10", "ckpt-20",
                                                          "ckpt-30"]
     info, arrays = aux_funcs.load_run_state(str(save_dir / "ckpt-30"))
     assert info["vocabulary"] == "".join(sorted(set(TEXT)))
     assert info["iteration"] == 30
     assert info["position"] == 300
     assert info["options"]["val_fraction"] == 0.1
-    assert arrays["val_points"][:, 0].tolist() == [1, 11, 21, 30]
+    assert arrays["val_points"][:, 0].tolist() == [0, 10, 20, 30]
     best = int(np.argmin(arrays["val_points"][:, 1]))
     assert info["best"] == arrays["val_points"][best].tolist()
     assert info["text_sha256"] == hashlib.sha256(TEXT.encode()).hexdigest()
@@ -59,7 +61,7 @@ def test_only_the_last_checkpoints_are_kept(lstm, tmp_path):
     (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
     result = run(["richard.txt", "--iterations", "75", "--save-dir", "ckpt", *TINY], tmp_path)
     assert result.returncode == 0, result.stderr
-    kept = ["ckpt-41", "ckpt-51", "ckpt-61", "ckpt-71", "ckpt-75"]
+    kept = ["ckpt-40", "ckpt-50", "ckpt-60", "ckpt-70", "ckpt-75"]
     assert len(kept) == lstm.KEEP_CHECKPOINTS
     assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt") == kept
     on_disk = {name.split(".")[0] for name in os.listdir(tmp_path / "ckpt")}
@@ -78,12 +80,13 @@ def test_the_saved_graph_reopens_by_name_without_the_code(lstm, tf, trained):
         by_name, state_by_name = session.run(
             ["probabilities:0", "final_state:0"],
             {"x:0": inputs, "init_state:0": arrays["state"]})
-    model = lstm.build_graph(tf, len(vocab), 16)
+    model = lstm.build_graph(tf, len(vocab), lstm.Options(hidden_dim=16))
+    saver = lstm.add_extras(tf, model).saver
     with tf1.Session(graph=model.graph) as session:
         session.run(model.init)
         untrained = session.run(model.probabilities,
                                 {model.x: inputs, model.init_state: arrays["state"]})
-        lstm.restore_checkpoint(session, model, os.path.join(save_dir, "ckpt-30"))
+        lstm.restore_checkpoint(session, saver, os.path.join(save_dir, "ckpt-30"))
         rebuilt, state = session.run([model.probabilities, model.final_state],
                                      {model.x: inputs, model.init_state: arrays["state"]})
     assert by_name.shape == (6, len(vocab))
@@ -105,12 +108,8 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
     split_info, split_arrays = aux_funcs.load_run_state(str(tmp_path / "split" / "ckpt-40"))
     assert split_info["position"] == whole_info["position"]
     assert split_info["best"] == whole_info["best"]
-    # The split run also measured the held-out text where it stopped, at 20.
-    split_val = split_arrays.pop("val_points")
-    assert split_val[:, 0].tolist() == [1, 11, 20, 21, 31, 40]
-    np.testing.assert_allclose(np.delete(split_val, 2, axis=0), whole_arrays.pop("val_points"),
-                               rtol=0, atol=1e-6)
-    for name in ("loss_hist", "smooth_loss_hist", "state"):
+    assert split_arrays["val_points"][:, 0].tolist() == [0, 10, 20, 30, 40]
+    for name in ("loss_hist", "smooth_loss_hist", "state", "val_points"):
         assert len(split_arrays[name]) == len(whole_arrays[name])
         np.testing.assert_allclose(split_arrays[name], whole_arrays[name], rtol=0, atol=1e-6)
     whole_ckpt = tf.train.load_checkpoint(str(tmp_path / "whole" / "ckpt-40"))
@@ -163,7 +162,7 @@ def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().startswith("richard.txt:")
-        assert re.match(r"iter +0, loss: ", process.stdout.readline())
+        assert process.stdout.readline().startswith("iter 0, loss: ")
         time.sleep(1)  # let it train a little, so the signal lands between two steps
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
@@ -172,7 +171,7 @@ def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
     assert process.returncode == code
     names = aux_funcs.read_checkpoint_list(tmp_path / "ckpt")
     stopped_at = int(names[-1].split("-")[1])
-    assert names == (["ckpt-1"] if stopped_at == 1 else ["ckpt-1", f"ckpt-{stopped_at}"])
+    assert names == ["ckpt-0", f"ckpt-{stopped_at}"]
     assert stderr == (f"tf-lstm-char.py: stopped by {signal.Signals(signum).name} at "
                       f"iteration {stopped_at}; go on with: python tf-lstm-char.py --resume "
                       "--save-dir ckpt\n")
@@ -286,18 +285,20 @@ def test_sample_writes_utf8_through_a_pipe_whatever_the_locale(tmp_path):
 def tiny(lstm, tf):
     """A 4-character, 8-unit network in an initialised session, with what save_checkpoint
     needs beside it."""
-    model = lstm.build_graph(tf, 4, 8)
+    model = lstm.build_graph(tf, 4, lstm.Options(hidden_dim=8))
+    saver = lstm.add_extras(tf, model).saver
     with tf.compat.v1.Session(graph=model.graph) as session:
         session.run(model.init)
         yield types.SimpleNamespace(
-            model=model, session=session, rng=np.random.default_rng(0),
-            progress=lstm.fresh_progress(model),
+            saver=saver, session=session, rng=np.random.default_rng(0),
+            progress=lstm.Progress(0, 0, np.zeros((2, 1, 8), np.float32), [1.4], [1.4], [],
+                                   None),
             info={"format": 1, "vocabulary": "abcd", "text_sha256": "0" * 64,
-                  "options": dict.fromkeys(lstm.STORED_OPTIONS)})
+                  "options": lstm.stored_options(lstm.Options())})
 
 
 def save(lstm, tiny, folder):
-    lstm.save_checkpoint(tiny.session, tiny.model, str(folder), tiny.progress, tiny.info,
+    lstm.save_checkpoint(tiny.session, tiny.saver, str(folder), tiny.progress, tiny.info,
                          tiny.rng)
 
 
@@ -327,7 +328,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint(lstm, tiny, tmp_path, monk
                          str(failure.value))
     assert files_of(tmp_path) == before, "pieces of the failed save were left"
     assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10"]
-    assert lstm.latest_checkpoint(str(tmp_path)).info["iteration"] == 10
+    assert aux_funcs.latest_checkpoint(str(tmp_path)).info["iteration"] == 10
 
 
 def test_a_save_stopped_once_listed_is_kept_whole(lstm, tiny, tmp_path, monkeypatch):
@@ -344,9 +345,9 @@ def test_a_save_stopped_once_listed_is_kept_whole(lstm, tiny, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         save(lstm, tiny, tmp_path)
     assert aux_funcs.read_checkpoint_list(tmp_path) == ["ckpt-10", "ckpt-20"]
-    saved = lstm.latest_checkpoint(str(tmp_path))
+    saved = aux_funcs.latest_checkpoint(str(tmp_path))
     assert saved.info["iteration"] == 20
-    lstm.restore_checkpoint(tiny.session, tiny.model, saved.prefix)
+    lstm.restore_checkpoint(tiny.session, tiny.saver, saved.prefix)
 
 
 def test_the_best_checkpoint_outlives_the_newest_five(lstm, tiny, tmp_path):
@@ -361,17 +362,17 @@ def test_the_best_checkpoint_outlives_the_newest_five(lstm, tiny, tmp_path):
         if done == 7:
             assert aux_funcs.read_checkpoint_list(tmp_path) == [
                 "ckpt-2", "ckpt-3", "ckpt-4", "ckpt-5", "ckpt-6", "ckpt-7"]
-            assert lstm.latest_checkpoint(str(tmp_path), best=True).prefix == str(
+            assert aux_funcs.latest_checkpoint(str(tmp_path), best=True).prefix == str(
                 tmp_path / "ckpt-2")
     assert aux_funcs.read_checkpoint_list(tmp_path) == [
         "ckpt-4", "ckpt-5", "ckpt-6", "ckpt-7", "ckpt-8"]
     assert not any(name.startswith("ckpt-2.") for name in os.listdir(tmp_path))
-    assert lstm.latest_checkpoint(str(tmp_path), best=True).info["iteration"] == 8
+    assert aux_funcs.latest_checkpoint(str(tmp_path), best=True).info["iteration"] == 8
 
 
 def test_sample_from_the_best_checkpoint(trained):
     info, arrays = aux_funcs.load_run_state(str(trained / "ckpt" / "ckpt-30"))
-    assert info["best"][0] in (1, 11, 21, 30)
+    assert info["best"][0] in (0, 10, 20, 30)
     best = sample_text(trained, "--best", "--argmax", "--prime", "Now", "--sample-length", "40")
     latest = sample_text(trained, "--argmax", "--prime", "Now", "--sample-length", "40")
     assert len(best) == len(latest) == 44
@@ -390,7 +391,7 @@ def test_tensorboard_events_hold_the_graph_and_the_losses(tf, tmp_path):
             steps.setdefault(value.tag, []).append(event.step)
     assert has_graph
     assert steps["loss"] == steps["smoothed_loss"] == list(range(1, 26))
-    assert steps["val_loss"] == [1, 11, 21, 25]
+    assert steps["val_loss"] == [0, 10, 20, 25]
 
 
 def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(lstm, tf, tmp_path):
@@ -466,3 +467,98 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
         assert len(sampled.stdout) == 21
     finally:
         subprocess.run(["umount", str(small_disk)], check=False)
+
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "main-2026-11-28")
+
+
+@pytest.fixture
+def old_run(tmp_path):
+    """A copy of the checkpoint written by the program before the restructure of issue 10."""
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    return tmp_path
+
+
+def test_a_checkpoint_from_before_the_restructure_restores_the_same_probabilities(lstm, tf):
+    saved = aux_funcs.latest_checkpoint(FIXTURE)
+    vocab = saved.info["vocabulary"]
+    options = lstm.resolve_options({}, saved, (lstm.MODEL,))
+    assert options.hidden_dim == 16
+    model = lstm.build_graph(tf, len(vocab), options)
+    saver = lstm.add_extras(tf, model).saver
+    with tf.compat.v1.Session(graph=model.graph) as session:
+        lstm.restore_checkpoint(session, saver, saved.prefix)
+        probabilities = session.run(model.probabilities, {
+            model.x: aux_funcs.encode([vocab.index(ch) for ch in "Now is the winter"],
+                                      len(vocab))[:, np.newaxis, :],
+            model.init_state: saved.arrays["state"]})
+    np.testing.assert_allclose(probabilities, np.load(os.path.join(FIXTURE,
+                                                                   "probabilities.npy")),
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_a_checkpoint_from_before_the_restructure_samples(old_run, sampler):
+    result = run(["--sample", "--save-dir", "old", "--prime", "Now", "--sample-length", "50",
+                  "--sampler", sampler, "--seed", "1"], old_run)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Now") and len(result.stdout) == 54
+    assert set(result.stdout) <= set(TEXT)
+
+
+def test_a_checkpoint_from_before_the_restructure_resumes(old_run):
+    before = files_of(old_run / "old")
+    result = run(["old/richard.txt", "--resume", "--save-dir", "old", "--iterations", "25"],
+                 old_run)
+    assert result.returncode == 0, result.stderr
+    assert "resuming old/ckpt-20 at iteration 20" in result.stdout
+    assert re.search(r"^iter 25, loss: ", result.stdout, re.MULTILINE)
+    info, arrays = aux_funcs.load_run_state(str(old_run / "old" / "ckpt-25"))
+    assert info["iteration"] == 25 and len(arrays["loss_hist"]) == 26
+    assert info["options"]["hidden_dim"] == 16 and info["options"]["seed"] == 3
+    # The older checkpoint is still there, unchanged.
+    after = files_of(old_run / "old")
+    assert {path: after[path] for path in before if path.name != "checkpoint"} == {
+        path: data for path, data in before.items() if path.name != "checkpoint"}
+
+
+def edit_info(prefix, change):
+    with open(prefix + ".json", encoding="utf-8") as handle:
+        info = json.load(handle)
+    change(info)
+    with open(prefix + ".json", "w", encoding="utf-8") as handle:
+        json.dump(info, handle)
+
+
+def test_an_option_the_checkpoint_does_not_know_gets_its_default(lstm, old_run):
+    edit_info(str(old_run / "old" / "ckpt-20"), lambda info: info["options"].pop("clip"))
+    saved = aux_funcs.latest_checkpoint(str(old_run / "old"))
+    options = lstm.resolve_options({}, saved, (lstm.MODEL, lstm.SPLIT, lstm.RUN))
+    assert options.clip is None and options.seq_length == 10
+    result = run(["old/richard.txt", "--resume", "--save-dir", "old", "--iterations", "22"],
+                 old_run)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_checkpoint_of_an_unknown_format_is_refused_in_one_line(old_run, no_tensorflow):
+    edit_info(str(old_run / "old" / "ckpt-20"), lambda info: info.update(format=2))
+    before = files_of(old_run / "old")
+    for mode in (["--sample"], ["old/richard.txt", "--resume", "--iterations", "30"]):
+        result = run([*mode, "--save-dir", "old"], old_run, no_tensorflow)
+        assert result.returncode == 1
+        assert result.stderr == ("tf-lstm-char.py: error: checkpoint old/ckpt-20 has format 2, "
+                                 "which this version does not read (it reads format 1)\n")
+    assert files_of(old_run / "old") == before
+
+
+def test_options_are_resolved_once_and_frozen(lstm, trained):
+    saved = aux_funcs.latest_checkpoint(str(trained / "ckpt"))
+    typed = {"iterations": 50, "learning_rate": 0.5}
+    options = lstm.resolve_options(typed, saved, (lstm.MODEL, lstm.SPLIT, lstm.RUN))
+    assert (options.iterations, options.learning_rate) == (50, 0.5)  # typed
+    assert (options.hidden_dim, options.seq_length, options.seed) == (16, 10, 3)  # stored
+    assert options.temperature == 1.0 and options.save_dir == "checkpoints/shakespeare"
+    for_sampling = lstm.resolve_options({}, saved, (lstm.MODEL,))
+    assert for_sampling.hidden_dim == 16 and for_sampling.seq_length == 100  # default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.iterations = 60

@@ -12,9 +12,25 @@ VOCAB = 6
 HIDDEN = 16
 
 
+def build(lstm, tf, vocab_size=VOCAB, **options):
+    """The post's graph with the program's extras, as the program builds them."""
+    model = lstm.build_graph(tf, vocab_size, lstm.Options(**{"hidden_dim": HIDDEN, **options}))
+    return model, lstm.add_extras(tf, model)
+
+
 @pytest.fixture(scope="module")
-def model(lstm, tf):
-    return lstm.build_graph(tf, VOCAB, HIDDEN, seed=0)
+def built(lstm, tf):
+    return build(lstm, tf, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(built):
+    return built[0]
+
+
+@pytest.fixture(scope="module")
+def extras(built):
+    return built[1]
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +38,10 @@ def session(tf, model):
     with tf.compat.v1.Session(graph=model.graph) as session:
         session.run(model.init)
         yield session
+
+
+def zero_state(model):
+    return np.zeros(model.init_state.shape, dtype=np.float32)
 
 
 def one_hot_steps(ids):
@@ -35,7 +55,8 @@ def run_steps(session, model, ids, state):
 
 def test_the_original_names_can_be_looked_up(model):
     graph = model.graph
-    for name in ("x", "y", "init_state", "final_state", "logits", "probabilities", "loss"):
+    for name in ("x", "y", "init_state", "final_state", "logits", "temperature",
+                 "probabilities", "loss"):
         assert graph.get_tensor_by_name(f"{name}:0") is not None
     assert graph.get_operation_by_name("training") is model.training
     variables = {v.op.name: v.shape.as_list() for v in graph.get_collection("variables")}
@@ -51,7 +72,7 @@ def test_placeholders_are_time_major(model):
 
 
 def test_seven_steps_give_seven_rows_of_probabilities(session, model, lstm):
-    probs, state = run_steps(session, model, [0, 1, 2, 3, 4, 5, 0], lstm.zero_state(model))
+    probs, state = run_steps(session, model, [0, 1, 2, 3, 4, 5, 0], zero_state(model))
     assert probs.shape == (7, VOCAB)
     np.testing.assert_allclose(probs.sum(axis=1), np.ones(7), rtol=1e-5)
     assert state.shape == (2, 1, HIDDEN)
@@ -59,18 +80,18 @@ def test_seven_steps_give_seven_rows_of_probabilities(session, model, lstm):
 
 def test_feeding_the_final_state_back_continues_the_sequence(session, model, lstm):
     ids = [3, 1, 4, 1, 5, 0, 2]
-    whole, whole_state = run_steps(session, model, ids, lstm.zero_state(model))
-    first, state = run_steps(session, model, ids[:3], lstm.zero_state(model))
+    whole, whole_state = run_steps(session, model, ids, zero_state(model))
+    first, state = run_steps(session, model, ids[:3], zero_state(model))
     rest, rest_state = run_steps(session, model, ids[3:], state)
     np.testing.assert_allclose(np.concatenate([first, rest]), whole, atol=1e-6)
     np.testing.assert_allclose(rest_state, whole_state, atol=1e-6)
-    fresh, _ = run_steps(session, model, ids[3:], lstm.zero_state(model))
+    fresh, _ = run_steps(session, model, ids[3:], zero_state(model))
     assert not np.allclose(fresh, rest, atol=1e-4), "the carried state made no difference"
 
 
 def test_the_optimizer_flag_picks_the_update_rule(lstm, tf):
     def slot_names(optimizer):
-        model = lstm.build_graph(tf, VOCAB, HIDDEN, optimizer=optimizer)
+        model, _ = build(lstm, tf, optimizer=optimizer)
         return [v.op.name for v in model.graph.get_collection("variables")]
     assert any("Adam" in name for name in slot_names("adam"))
     assert not any("Adam" in name for name in slot_names("sgd"))
@@ -79,41 +100,51 @@ def test_the_optimizer_flag_picks_the_update_rule(lstm, tf):
 @pytest.fixture(scope="module")
 def trained(lstm, tf, tmp_path_factory):
     """A small network trained by the script's own loop on a text it can learn by heart."""
+    folder = tmp_path_factory.mktemp("trained")
     text = "abcdefg hijk.\n" * 60
-    char_to_idx = {ch: i for i, ch in enumerate(sorted(set(text)))}
-    vocab = sorted(char_to_idx, key=char_to_idx.get)
+    (folder / "abc.txt").write_text(text)
+    options = lstm.Options(
+        text_file=str(folder / "abc.txt"), val_fraction=0, hidden_dim=32, iterations=200,
+        seq_length=20, sample_every=60, sample_length=50, seed=1,
+        plots_dir=str(folder / "plots"), save_dir=str(folder / "ckpt"))
+    _, char_to_idx, idx_to_char, vocab_size = aux_funcs.load(options.text_file)
     ids = aux_funcs.text_to_ids(text, char_to_idx)
-    model = lstm.build_graph(tf, len(vocab), 32, seed=1)
-    args = types.SimpleNamespace(
-        iterations=150, seq_length=20, batch_size=1, sample_every=60, sample_length=50,
-        temperature=1.0, prime="", argmax=False, sampler="graph", text_file="abc.txt",
-        plots_dir=str(tmp_path_factory.mktemp("plots")))
-    saved_at = []
+    run = lstm.Run(options, text, ids, ids[:0], idx_to_char, None)
+    model, extras = build(lstm, tf, len(char_to_idx), hidden_dim=32, seed=1)
     session = tf.compat.v1.Session(graph=model.graph)
-    session.run(model.init)
-    progress = lstm.fresh_progress(model)
-    lstm.train(session, model, (ids, None), progress, args, vocab, np.random.default_rng(1),
-               lambda p: saved_at.append(p.iteration), lstm.StopRequest(),
-               lstm.Summaries(tf, None, model.graph))
-    yield types.SimpleNamespace(model=model, session=session, text=text, vocab=vocab,
-                                progress=progress, saved_at=saved_at)
+    batches = aux_funcs.BatchGenerator(ids, options.seq_length, vocab_size)
+    with run.started(session, tf, model, extras):
+        lstm.train(session, model, batches, options, run)
+    yield types.SimpleNamespace(model=model, extras=extras, session=session, text=text,
+                                vocab=run.vocab, progress=run.progress,
+                                saved=aux_funcs.read_checkpoint_list(options.save_dir))
     session.close()
 
 
+def draw(lstm, trained, length, rng, sampler="graph", **options):
+    """A sample from the trained network, by either sampler, as text."""
+    if sampler == "feed":
+        ids = lstm.sample(trained.session, trained.model, length, rng, **options)
+    else:
+        ids = lstm.sample_in_graph(trained.session, trained.model, trained.extras.sampler,
+                                   length, rng, **options)
+    return "".join(trained.vocab[i] for i in ids)
+
+
 def test_loss_falls_on_a_learnable_text(trained):
-    start = math.log(trained.model.vocab_size)
+    start = math.log(len(trained.vocab))
     hist = trained.progress.loss_hist
     assert hist[0] == pytest.approx(start)
-    assert len(hist) == len(trained.progress.smooth_loss_hist) == 151
+    assert len(hist) == len(trained.progress.smooth_loss_hist) == 201
     assert np.mean(hist[-20:]) < 0.1 * start
     assert trained.progress.smooth_loss_hist[-1] < trained.progress.smooth_loss_hist[0]
 
 
-def test_the_loop_checkpoints_at_each_sample_point_and_the_end(trained):
-    assert trained.saved_at == [1, 61, 121, 150]
-    assert trained.progress.iteration == 150
-    # 150 windows of 20 over 840 characters: 41 windows a pass, so 27 into the fourth.
-    assert trained.progress.position == 20 * (150 % 41)
+def test_the_loop_checkpoints_at_each_report_and_the_end(trained):
+    assert trained.saved == ["ckpt-0", "ckpt-60", "ckpt-120", "ckpt-180", "ckpt-200"]
+    assert trained.progress.iteration == 200
+    # 200 windows of 20 over 840 characters: 41 windows a pass, so 36 into the fifth.
+    assert trained.progress.position == 20 * (200 % 41)
 
 
 def successor_rate(text, learned):
@@ -121,47 +152,62 @@ def successor_rate(text, learned):
     return sum(successor[a] == b for a, b in zip(text, text[1:])) / (len(text) - 1)
 
 
-def test_samples_follow_what_was_learned(lstm, trained):
-    drawn = lstm.sample(trained.session, trained.model, 200, np.random.default_rng(2))
-    assert len(drawn) == 200
-    text = "".join(trained.vocab[i] for i in drawn)
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_samples_follow_what_was_learned(lstm, trained, sampler):
+    text = draw(lstm, trained, 200, np.random.default_rng(2), sampler)
+    assert len(text) == 200
     assert successor_rate(text, trained.text) > 0.9, text
 
 
-def test_a_prime_sets_where_the_sample_goes_on(lstm, trained):
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_a_prime_sets_where_the_sample_goes_on(lstm, trained, sampler):
     prime = [trained.vocab.index(ch) for ch in "abcdefg hi"]
-    drawn = lstm.sample(trained.session, trained.model, 12, np.random.default_rng(3),
-                        prime_ids=prime, argmax=True)
-    assert "".join(trained.vocab[i] for i in drawn) == "jk.\nabcdefg "
+    assert draw(lstm, trained, 12, np.random.default_rng(3), sampler, prime_ids=prime,
+                argmax=True) == "jk.\nabcdefg "
 
 
-def test_a_temperature_near_zero_gives_the_argmax_text(lstm, trained):
-    def draw(**options):
-        ids = lstm.sample(trained.session, trained.model, 100, np.random.default_rng(4),
-                          **options)
-        return "".join(trained.vocab[i] for i in ids)
-    argmax = draw(argmax=True)
-    assert draw(temperature=1e-3) == argmax
-    # A hot sample strays from the learned cycle; the argmax one, once it has found its
-    # place after the random first character, never does.
-    assert successor_rate(argmax[2:], trained.text) == 1.0
-    assert successor_rate(draw(temperature=5.0), trained.text) < 0.9
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_a_temperature_near_zero_gives_the_argmax_text(lstm, trained, sampler):
+    prime = [trained.vocab.index(ch) for ch in "abcdefg hi"]
+
+    def text(**options):
+        return draw(lstm, trained, 100, np.random.default_rng(4), sampler, prime_ids=prime,
+                    **options)
+    argmax = text(argmax=True)
+    assert text(temperature=1e-3) == argmax
+    # Set on the learned cycle by the prime, the argmax sample never leaves it; a hot one
+    # strays.
+    assert successor_rate("hi" + argmax, trained.text) == 1.0
+    assert successor_rate("hi" + text(temperature=5.0), trained.text) < 0.9
 
 
-def test_an_untrained_network_scores_about_log_vocab_size(lstm, session, model):
+def test_probabilities_are_the_softmax_of_the_logits_over_the_temperature(trained):
+    session, model = trained.session, trained.model
+    fed = {model.x: aux_funcs.encode([[1], [2], [3]], model.x.shape[2]),
+           model.init_state: zero_state(model)}
+    logits, default = session.run([model.logits, model.probabilities], fed)
+    cold = session.run(model.probabilities, {**fed, model.temperature: 0.5})
+    for temperature, probs in ((1.0, default), (0.5, cold)):
+        scaled = np.exp(logits / temperature)
+        np.testing.assert_allclose(probs, scaled / scaled.sum(axis=1, keepdims=True),
+                                   rtol=1e-5)
+    assert cold.max() > default.max()
+
+
+def test_an_untrained_network_scores_about_log_vocab_size(lstm, session, extras):
     ids = np.random.default_rng(5).integers(VOCAB, size=3000)
-    val_loss = lstm.evaluate(session, model, lstm.held_out_tracks(ids))
+    val_loss = lstm.evaluate(session, extras.evaluation, lstm.held_out_tracks(ids))
     assert val_loss == pytest.approx(math.log(VOCAB), rel=0.05)
 
 
 def training_path_loss(session, model, ids):
     """The mean loss over `ids` through the training graph's own tensors, window by window,
     state carried: what evaluation must agree with."""
-    state = np.zeros((2, 1, model.hidden_dim), np.float32)
+    state = zero_state(model)
     total = 0.0
     for start in range(0, len(ids) - 1, 50):
         window = ids[start:start + 51]
-        encoded = aux_funcs.encode(window, model.vocab_size)[:, np.newaxis, :]
+        encoded = aux_funcs.encode(window, model.x.shape[2])[:, np.newaxis, :]
         loss, state = session.run([model.loss, model.final_state],
                                   {model.x: encoded[:-1], model.y: encoded[1:],
                                    model.init_state: state})
@@ -171,33 +217,34 @@ def training_path_loss(session, model, ids):
 
 def test_evaluation_matches_the_training_graph_on_the_learned_weights(lstm, trained,
                                                                       monkeypatch):
-    session, model = trained.session, trained.model
+    session, model, evaluation = trained.session, trained.model, trained.extras.evaluation
     ids = aux_funcs.text_to_ids(trained.text[3:700], {ch: i for i, ch in
                                                       enumerate(trained.vocab)})
     expected = training_path_loss(session, model, ids)
     one_track = ids[:, np.newaxis]
-    assert lstm.evaluate(session, model, one_track) == pytest.approx(expected, rel=1e-5)
+    assert lstm.evaluate(session, evaluation, one_track) == pytest.approx(expected, rel=1e-5)
     monkeypatch.setattr(lstm, "VAL_WINDOW", 7)
-    assert lstm.evaluate(session, model, one_track) == pytest.approx(expected, rel=1e-5)
+    assert lstm.evaluate(session, evaluation, one_track) == pytest.approx(expected, rel=1e-5)
 
 
 def test_evaluating_tracks_side_by_side_averages_them(lstm, trained):
-    session, model = trained.session, trained.model
-    ids = np.random.default_rng(6).integers(model.vocab_size, size=900)
+    session, evaluation = trained.session, trained.extras.evaluation
+    ids = np.random.default_rng(6).integers(len(trained.vocab), size=900)
     tracks = aux_funcs.tracks(ids, 3)
-    each = [lstm.evaluate(session, model, tracks[:, [k]]) for k in range(3)]
-    assert lstm.evaluate(session, model, tracks) == pytest.approx(np.mean(each), rel=1e-5)
+    each = [lstm.evaluate(session, evaluation, tracks[:, [k]]) for k in range(3)]
+    assert lstm.evaluate(session, evaluation, tracks) == pytest.approx(np.mean(each), rel=1e-5)
 
 
 def test_a_batch_holds_independent_streams(lstm, tf):
-    model = lstm.build_graph(tf, VOCAB, HIDDEN, batch_size=3, seed=2)
+    model, _ = build(lstm, tf, batch_size=3, seed=2)
     streams = np.array([[0, 1, 2, 3, 4], [5, 4, 3, 2, 1], [2, 2, 2, 2, 2]]).T  # time-major
     with tf.compat.v1.Session(graph=model.graph) as session:
         session.run(model.init)
 
         def run(ids):
             return session.run([model.probabilities, model.final_state],
-                               {model.x_ids: ids, model.init_state: lstm.zero_state(model)})
+                               {model.x: aux_funcs.encode(ids, VOCAB),
+                                model.init_state: zero_state(model)})
         probs, state = run(streams)
         changed = streams.copy()
         changed[:, 1] = [1, 1, 1, 1, 1]
@@ -212,28 +259,17 @@ def test_a_batch_holds_independent_streams(lstm, tf):
     np.testing.assert_allclose(state_changed[:, 0], state[:, 0], atol=1e-6)
 
 
-def test_feeding_ids_equals_feeding_the_original_one_hot(session, model, lstm):
-    ids = np.array([[3], [1], [4], [1], [5]])
-    by_ids = session.run(model.probabilities, {model.x_ids: ids,
-                                               model.init_state: lstm.zero_state(model)})
-    by_one_hot = session.run(model.probabilities, {model.x: one_hot_steps(ids[:, 0]),
-                                                   model.init_state: lstm.zero_state(model)})
-    np.testing.assert_allclose(by_ids, by_one_hot, atol=1e-7)
-
-
 def test_both_samplers_write_the_same_argmax_text(lstm, trained):
     for prime in ([], [trained.vocab.index(ch) for ch in "cdefg"]):
-        texts = [lstm.sample(trained.session, trained.model, 80, np.random.default_rng(8),
-                             prime_ids=prime, argmax=True, sampler=sampler)
-                 for sampler in ("graph", "feed")]
+        texts = [draw(lstm, trained, 80, np.random.default_rng(8), sampler, prime_ids=prime,
+                      argmax=True) for sampler in ("graph", "feed")]
         assert len(texts[0]) == 80
         assert texts[0] == texts[1]
 
 
-@pytest.mark.parametrize("sampler", ["graph", "feed"])
-def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, monkeypatch,
-                                                              sampler):
-    def draw(piece):
+def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, extras,
+                                                              monkeypatch):
+    def draw_in_pieces(piece):
         monkeypatch.setattr(lstm, "SAMPLE_PIECE", piece)
         # A new session of the seeded graph starts the same weights and the same random
         # draws, so only the pieces differ. Weights four times their initial size make the
@@ -243,54 +279,56 @@ def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, m
             fresh.run(model.init)
             for variable in model.graph.get_collection("trainable_variables"):
                 variable.load(4 * fresh.run(variable), fresh)
-            return [list(ids) for ids in lstm.sample_pieces(
-                fresh, model, 2500, np.random.default_rng(9), temperature=2.0,
-                sampler=sampler)]
-    pieces = draw(1000)
-    assert [len(ids) for ids in pieces] == [1000, 1000, 500]
-    at_once = draw(10 ** 6)
-    assert len(at_once) == 1
-    assert sum(pieces, []) == at_once[0]
+            return list(lstm.sample_in_graph(fresh, model, extras.sampler, 2500,
+                                             np.random.default_rng(9), temperature=2.0))
+    assert len(draw_in_pieces(1000)) == 2500
+    assert draw_in_pieces(1000) == draw_in_pieces(10 ** 6)
 
 
-def test_the_in_graph_sampler_steps_as_the_cell_does(session, model):
-    # Its loop writes the LSTM step out by hand; reading what it drew through dynamic_rnn and
-    # the cell must end in the same state.
+def test_the_in_graph_sampler_steps_as_the_cell_does(session, model, extras):
+    # Reading what it drew through the post's dynamic_rnn must end in the same state.
     prime = [2, 5, 1]
-    drawn, end_state = session.run([model.sample_ids, model.sample_end_state],
-                                   {model.sample_prime: prime, model.sample_length: 50,
+    sampler = extras.sampler
+    drawn, end_state = session.run([sampler.ids, sampler.end_state],
+                                   {sampler.prime: prime, sampler.length: 50,
                                     model.temperature: 1.5})
     read = np.array(prime + drawn.tolist())[:, np.newaxis]
-    cell_state = session.run(model.final_state, {model.x_ids: read,
-                                                 model.init_state: np.zeros((2, 1, HIDDEN))})
+    cell_state = session.run(model.final_state, {model.x: aux_funcs.encode(read, VOCAB),
+                                                 model.init_state: zero_state(model)})
     assert len(set(drawn.tolist())) > 1
     np.testing.assert_allclose(end_state, cell_state, rtol=0, atol=1e-5)
 
 
-def test_the_in_graph_sampler_draws_from_the_network_distribution(lstm, session, model):
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_both_samplers_draw_from_the_network_distribution(lstm, session, model, extras,
+                                                          sampler):
     prime = [2, 5, 1]
-    logits = session.run(model.logits, {model.x_ids: np.array(prime)[:, np.newaxis],
-                                        model.init_state: lstm.zero_state(model)})[-1]
-    expected = aux_funcs.char_distribution(logits, 0.3)
+    expected = session.run(model.probabilities,
+                           {model.x: one_hot_steps(prime), model.init_state: zero_state(model),
+                            model.temperature: 0.15})[-1]
+    rng = np.random.default_rng(10)
     draws = 3000
-    counts = np.bincount([lstm.sample(session, model, 1, None, 0.3, prime)[0]
-                          for _ in range(draws)], minlength=VOCAB)
+    if sampler == "feed":
+        drawn = [next(lstm.sample(session, model, 1, rng, 0.15, prime)) for _ in range(draws)]
+    else:
+        drawn = [next(lstm.sample_in_graph(session, model, extras.sampler, 1, rng, 0.15, prime))
+                 for _ in range(draws)]
+    counts = np.bincount(drawn, minlength=VOCAB)
     assert np.abs(counts / draws - expected).sum() / 2 < 0.04, (counts / draws, expected)
     assert expected.max() > 1.5 / VOCAB, "the distribution is too flat to tell anything"
 
 
 def test_clipping_bounds_the_update(lstm, tf):
-    ids = np.array([[0], [1], [2], [3], [4], [5], [0]])
+    window = one_hot_steps([0, 1, 2, 3, 4, 5, 0])
 
     def update_norm(clip):
-        model = lstm.build_graph(tf, VOCAB, HIDDEN, learning_rate=1.0, optimizer="sgd",
-                                 seed=3, clip=clip)
+        model, _ = build(lstm, tf, learning_rate=1.0, optimizer="sgd", seed=3, clip=clip)
         variables = model.graph.get_collection("trainable_variables")
         with tf.compat.v1.Session(graph=model.graph) as session:
             session.run(model.init)
             before = session.run(variables)
-            session.run(model.training, {model.x_ids: ids[:-1], model.y_ids: ids[1:],
-                                         model.init_state: lstm.zero_state(model)})
+            session.run(model.training, {model.x: window[:-1], model.y: window[1:],
+                                         model.init_state: zero_state(model)})
             after = session.run(variables)
         return math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before)))
     assert update_norm(None) > 0.1

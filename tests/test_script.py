@@ -22,22 +22,22 @@ def workdir(tmp_path):
 
 
 REPORT = re.compile(
-    r"^iter +(\d+), loss: (\d+\.\d{4}) \| epoch +(\d+\.\d\d)"
+    r"^iter (\d+), loss: (\d+\.\d{6}) +\| epoch +(\d+\.\d\d)"
     r"(?: \| val (\d+\.\d{4}) \((\d+\.\d{3}) bits/char\))?"
-    r" \| +(\d+\.\d) it/s +([\d,]+) chars/s \| (\d+:\d\d) elapsed, (\d+:\d\d) left\n",
+    r"(?: \| +(\d+\.\d) it/s +([\d,]+) chars/s \| (\d+:\d\d) elapsed, (\d+:\d\d) left)?\n",
     re.MULTILINE)
 
 
 def reports(stdout, length):
     """Each report line's fields (iteration, loss, epoch, val loss, bits/char, it/s, chars/s,
-    elapsed, left; val as None when there is none) and the sample printed after it."""
+    elapsed, left; None where there is none) and the sample printed after it."""
     found = []
     for match in REPORT.finditer(stdout):
         start = match.end() + len(RULE) + 1
         assert stdout[match.end():start] == RULE + "\n"
         it, loss, epoch, val, bits, rate, chars, elapsed, left = match.groups()
         fields = (int(it), float(loss), float(epoch), val and float(val), bits and float(bits),
-                  float(rate), int(chars.replace(",", "")), elapsed, left)
+                  rate and float(rate), chars and int(chars.replace(",", "")), elapsed, left)
         found.append((fields, stdout[start:start + length]))
         assert stdout[start + length:start + length + len(RULE) + 2] == "\n" + RULE + "\n"
     return found
@@ -56,12 +56,17 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir)
     assert lines[0] == (f"hamlet.txt: {len(TEXT):,} characters, {len(set(TEXT))} distinct; "
                         f"training on {len(TEXT) - held_out:,}, holding out {held_out:,}")
     found = reports(result.stdout, 40)
-    assert [fields[0] for fields, _ in found] == [0, 10, 20, 24]
+    # Each report comes before its iteration's step; the last one closes the run.
+    assert [fields[0] for fields, _ in found] == [0, 10, 20, 25]
+    # As the post prints it: the untrained network, its loss log(vocabulary size).
+    assert lines[1].startswith(f"iter 0, loss: {math.log(len(set(TEXT))):f} ")
+    assert found[0][0][5:] == (None, None, None, None), "no speed before the first step"
     for (it, loss, epoch, val, bits, rate, chars, _, _), sample in found:
         assert 0 < loss < 10 and 0 < val < 10
         assert bits == pytest.approx(val / math.log(2), abs=1e-3)
-        assert epoch == pytest.approx((it + 1) * 10 / (len(TEXT) - held_out), abs=0.01)
-        assert chars == pytest.approx(rate * 10, rel=0.01, abs=1)
+        assert epoch == pytest.approx(it * 10 / (len(TEXT) - held_out), abs=0.01)
+        if it:
+            assert chars == pytest.approx(rate * 10, rel=0.01, abs=1)
         assert len(sample) == 40 and set(sample) <= set(TEXT)
     assert found[-1][0][8] == "0:00"
     assert re.match(r"trained 25 iterations in \d+s \(\d+\.\d\d iterations/s\)", lines[-4])
@@ -76,7 +81,7 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir)
     with open(workdir / "out" / "hamlet_history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["iteration"]) for row in rows] == list(range(1, 26))
-    assert [int(row["iteration"]) for row in rows if row["val_loss"]] == [1, 11, 21, 25]
+    assert [int(row["iteration"]) for row in rows if row["val_loss"]] == [10, 20, 25]
     assert float(rows[-1]["val_loss"]) == pytest.approx(found[-1][0][3], abs=1e-4)
     assert float(rows[-1]["smoothed_loss"]) == pytest.approx(found[-1][0][1], abs=1e-4)
 

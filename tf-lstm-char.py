@@ -324,8 +324,12 @@ def evaluate(session, evaluation, val_tracks):
 # Samples are drawn in pieces of this many characters, one session.run each (well under a
 # tenth of a second here), so that a long sample shows as it comes and stops soon when asked.
 SAMPLE_PIECE = 1000
+# The sampler's loop is a chain of small operations, each waiting for the last: run by one
+# thread they do not wait for hand-overs between threads. Measured here, its own one-thread
+# pool of the session made it 10-25% faster (sessions get it from session_config).
+SAMPLER_POOL = 1
 
-Sampler = namedtuple("Sampler", "prime length argmax ids start_state end_state")
+Sampler = namedtuple("Sampler", "prime length argmax ids start_state end_state run_options")
 
 
 def add_sampler(tf, model):
@@ -359,7 +363,8 @@ def add_sampler(tf, model):
         [tf.constant(0), tf1.nn.rnn_cell.LSTMStateTuple(start_state[0], start_state[1]),
          tf.TensorArray(tf.int32, size=length)])
     return Sampler(prime, length, use_argmax, tf.identity(drawn.stack(), name="sample_ids"),
-                   start_state, tf.stack([end_state.c, end_state.h], name="sample_end_state"))
+                   start_state, tf.stack([end_state.c, end_state.h], name="sample_end_state"),
+                   tf1.RunOptions(inter_op_thread_pool=SAMPLER_POOL))
 
 
 def sample_in_graph(session, model, sampler, length, rng, temperature=1.0, prime_ids=(),
@@ -369,7 +374,8 @@ def sample_in_graph(session, model, sampler, length, rng, temperature=1.0, prime
     fed = {sampler.prime: start, model.temperature: temperature, sampler.argmax: argmax}
     for done in range(0, length, SAMPLE_PIECE):
         fed[sampler.length] = min(SAMPLE_PIECE, length - done)
-        drawn, fed[sampler.start_state] = session.run([sampler.ids, sampler.end_state], fed)
+        drawn, fed[sampler.start_state] = session.run([sampler.ids, sampler.end_state], fed,
+                                                      options=sampler.run_options)
         if np.any(drawn < 0) or np.any(drawn >= model.x.shape[2]):
             raise Diverged("network's output", "not finite", None)
         yield from drawn.tolist()
@@ -968,6 +974,8 @@ def import_tensorflow(options=Options(), sampling=False):
 def session_config(tf, options, sampling=False):
     """Session options that run the same graph faster (see the Performance section)."""
     config = tf.compat.v1.ConfigProto()
+    config.session_inter_op_thread_pool.add().num_threads = 0  # TensorFlow's default size
+    config.session_inter_op_thread_pool.add().num_threads = 1  # SAMPLER_POOL
     if use_xla(options, sampling):
         config.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)

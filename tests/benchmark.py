@@ -1,13 +1,17 @@
 """Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
 
-    python tests/benchmark.py            # about seven minutes on two cores
+    python tests/benchmark.py            # about eight minutes on two cores
     python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
 
 Every configuration trains hidden 500, 100 steps a window, on data/shakespeare.txt, in its own
 process (oneDNN and XLA are fixed when TensorFlow is imported). The configurations take turns,
 repeat after repeat, so that a slow minute of this shared machine falls on all of them; the
-table gives the median of the repeats and the ratio to the faithful baseline measured in the
-same run. Last, the scale check: a 100 MB text, from start to the first report line.
+table gives the median of the repeats and the ratio to the post's program measured in the same
+run. "ids fed" rows run the same graph with x and y computed in the graph from integer ids
+(imported with an input_map), to show whether feeding ids instead of the post's one-hot windows
+would pay. Last, the scale check: a 100 MB text, from start to the first report line.
+
+Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
 import argparse
 import importlib.util
@@ -28,20 +32,34 @@ TEXT = os.path.join(REPO, "data", "shakespeare.txt")
 
 # name: (what it is, batch, feed, oneDNN, XLA, bf16, samplers, other environment)
 CONFIGS = {
-    "baseline": ("the original: float one-hot fed, oneDNN off", 1, "float", 0, 0, 0, ["feed"],
-                 {}),
-    "onednn": ("the original as TensorFlow runs it here (oneDNN on)", 1, "float", 1, 0, 0,
-               [], {"ONEDNN_MAX_CPU_ISA": "ALL"}),
-    "ids": ("baseline + oneDNN + ids fed (--xla off)", 1, "ids", 1, 0, 0, ["feed", "graph"],
-            {}),
-    "defaults": ("defaults: + XLA at batch 1", 1, "ids", 1, 1, 0, [], {}),
-    "batch32": ("defaults --batch-size 32 (no XLA)", 32, "ids", 1, 0, 0, [], {}),
-    "batch32-avx512": ("--batch-size 32, oneDNN's AVX-512 code", 32, "ids", 1, 0, 0, [],
-                       {"ONEDNN_MAX_CPU_ISA": "ALL"}),
-    "batch32-xla": ("--batch-size 32 --xla on", 32, "ids", 1, 1, 0, [], {}),
-    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "ids", 1, 0, 1, [],
-                     {}),
+    "baseline": ("the post's program: one-hot fed, oneDNN off, no XLA", 1, "one-hot", 0, "off",
+                 0, ["feed"], {}),
+    "defaults": ("defaults: one-hot fed, oneDNN, XLA at batch 1", 1, "one-hot", 1, "auto", 0,
+                 [], {}),
+    "ids": ("defaults, ids fed", 1, "ids", 1, "auto", 0, [], {}),
+    "no-xla": ("defaults --xla off", 1, "one-hot", 1, "off", 0, ["feed", "graph"], {}),
+    "batch32": ("defaults --batch-size 32 (no XLA)", 32, "one-hot", 1, "auto", 0, [], {}),
+    "batch32-ids": ("--batch-size 32, ids fed", 32, "ids", 1, "auto", 0, [], {}),
+    "batch32-avx512": ("--batch-size 32, oneDNN's AVX-512 code", 32, "one-hot", 1, "auto", 0,
+                       [], {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+    "batch32-xla": ("--batch-size 32 --xla on", 32, "one-hot", 1, "on", 0, [], {}),
+    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "one-hot", 1, "auto",
+                     1, [], {}),
 }
+
+
+def fed_with_ids(tf, model, vocab_size, batch):
+    """The training graph again, x and y made in the graph from integer ids: (the graph, its
+    ids placeholders, and the names to run)."""
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        x_ids = tf1.placeholder(tf.int32, [None, batch])
+        y_ids = tf1.placeholder(tf.int32, [None, batch])
+        tf1.import_graph_def(model.graph.as_graph_def(), name="m",
+                             input_map={"x:0": tf.one_hot(x_ids, vocab_size),
+                                        "y:0": tf.one_hot(y_ids, vocab_size)})
+    return graph, x_ids, y_ids
 
 
 def worker(name, iterations):
@@ -56,40 +74,49 @@ def worker(name, iterations):
     import aux_funcs
     import numpy as np
 
-    tf = lstm.import_tensorflow(bool(xla), bool(bf16))
+    options = lstm.Options(batch_size=batch, xla=xla, bf16=bool(bf16), seed=1)
+    tf = lstm.import_tensorflow(options)
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
     ids = aux_funcs.text_to_ids(text, char_to_idx)
-    model = lstm.build_graph(tf, vocab_size, 500, batch, seed=1)
-    batches = aux_funcs.batch_generator(ids, 100, batch)
+    model = lstm.build_graph(tf, vocab_size, options)
+    batches = aux_funcs.BatchGenerator(ids, 100, vocab_size, batch)
+    if feed == "ids":
+        graph, x_ids, y_ids = fed_with_ids(tf, model, vocab_size, batch)
+        fetches = ["m/loss:0", "m/final_state:0", "m/training"]
+        init, init_state = "m/init", "m/init_state:0"
+        windows = aux_funcs.tracks(ids, batch)
+    else:
+        extras = lstm.add_extras(tf, model)
+        graph, init, init_state = model.graph, model.init, model.init_state
+        fetches = [model.loss, model.final_state, model.training]
     result = {}
-    with tf.compat.v1.Session(graph=model.graph,
-                              config=lstm.session_config(tf, bool(xla), bool(bf16))) as session:
-        session.run(model.init)
-        state = lstm.zero_state(model)
+    with tf.compat.v1.Session(graph=graph, config=lstm.session_config(tf, options)) as session:
+        session.run(init)
+        state = np.zeros((2, batch, 500), np.float32)
         warm_up = 5
         for step in range(warm_up + iterations):
             if step == warm_up:
                 start = time.perf_counter()
-            _, window = next(batches)
-            if feed == "float":
-                def one_hot(rows):
-                    encoded = aux_funcs.encode(rows.ravel(), vocab_size)
-                    return encoded.reshape(len(rows), batch, vocab_size)
-                fed = {model.x: one_hot(window[:-1]), model.y: one_hot(window[1:])}
+            if feed == "ids":
+                at = step * 100
+                window = windows[at:at + 101]
+                fed = {x_ids: window[:-1], y_ids: window[1:]}
             else:
-                fed = {model.x_ids: window[:-1], model.y_ids: window[1:]}
-            fed[model.init_state] = state
-            _, state, _ = session.run([model.loss, model.final_state, model.training], fed)
+                inputs, targets = next(batches)
+                fed = {model.x: inputs, model.y: targets}
+            fed[init_state] = state
+            _, state, _ = session.run(fetches, fed)
         seconds = time.perf_counter() - start
         result["it/s"] = iterations / seconds
         result["chars/s"] = iterations * 100 * batch / seconds
         rng = np.random.default_rng(0)
         for sampler in samplers:
-            lstm.sample(session, model, 20, rng, sampler=sampler)  # warm up
+            sampler_options = lstm.replace(options, sampler=sampler)
+            list(lstm.draw(session, model, extras.sampler, sampler_options, [], 20, rng))
             times = []
             for _ in range(3):
                 start = time.perf_counter()
-                lstm.sample(session, model, 600, rng, sampler=sampler)
+                list(lstm.draw(session, model, extras.sampler, sampler_options, [], 600, rng))
                 times.append(time.perf_counter() - start)
             result[f"{sampler} sampler chars/s"] = 600 / statistics.median(times)
     result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -133,7 +160,7 @@ def scale_check(megabytes):
         while process.poll() is None:
             peak = max(peak, peak_rss_mib(process.pid))
             output += (process.stdout.read() or b"").decode(errors="replace")
-            if first_report is None and re.search(r"^iter +0,", output, re.MULTILINE):
+            if first_report is None and re.search(r"^iter 0,", output, re.MULTILINE):
                 first_report = time.perf_counter() - start
             time.sleep(0.05)
         if process.returncode:
@@ -177,16 +204,16 @@ def main():
         print(f"| {config[0]:<{width}} | {config[1]:>5} | {median(name, 'it/s'):4.1f} | "
               f"{chars:7,.0f} | {chars / base:10.2f} | {median(name, 'peak MiB'):8.0f} |")
     base_feed = median("baseline", "feed sampler chars/s")
-    print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline |")
-    print("|---|--------:|-----------:|")
+    feed = median("no-xla", "feed sampler chars/s")
+    print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline | x feed |")
+    print("|---|--------:|-----------:|-------:|")
     for what, name, sampler in [
-            ("feed: the original, a session.run a character, oneDNN off (baseline)",
-             "baseline", "feed"),
-            ("feed, as `--sampler feed` runs it (oneDNN on)", "ids", "feed"),
-            ("graph: a tf.while_loop, a session.run a piece (the default, as --sample runs it)",
-             "ids", "graph")]:
+            ("feed: the post's sample(), oneDNN off (baseline)", "baseline", "feed"),
+            ("feed: the post's sample(), as `--sampler feed` runs it", "no-xla", "feed"),
+            ("graph: the cell in a tf.while_loop (the default, as --sample runs it)", "no-xla",
+             "graph")]:
         chars = median(name, f"{sampler} sampler chars/s")
-        print(f"| {what} | {chars:7,.0f} | {chars / base_feed:10.2f} |")
+        print(f"| {what} | {chars:7,.0f} | {chars / base_feed:10.2f} | {chars / feed:6.2f} |")
     size, first, peak = scale_check(100)
     print(f"\nscale: a {size:.0f} MiB text reached its first report line in {first:.1f} s "
           f"(training starts before that line), peak memory {peak:,.0f} MiB")

@@ -33,9 +33,14 @@ def extras(built):
     return built[1]
 
 
+def session_of(lstm, tf, model):
+    """A session with the program's options (the in-graph sampler runs in one of its pools)."""
+    return tf.compat.v1.Session(graph=model.graph, config=lstm.session_config(tf, lstm.Options()))
+
+
 @pytest.fixture(scope="module")
-def session(tf, model):
-    with tf.compat.v1.Session(graph=model.graph) as session:
+def session(lstm, tf, model):
+    with session_of(lstm, tf, model) as session:
         session.run(model.init)
         yield session
 
@@ -111,7 +116,7 @@ def trained(lstm, tf, tmp_path_factory):
     ids = aux_funcs.text_to_ids(text, char_to_idx)
     run = lstm.Run(options, text, ids, ids[:0], idx_to_char, None)
     model, extras = build(lstm, tf, len(char_to_idx), hidden_dim=32, seed=1)
-    session = tf.compat.v1.Session(graph=model.graph)
+    session = session_of(lstm, tf, model)
     batches = aux_funcs.BatchGenerator(ids, options.seq_length, vocab_size)
     with run.started(session, tf, model, extras):
         lstm.train(session, model, batches, options, run)
@@ -275,7 +280,7 @@ def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, e
         # draws, so only the pieces differ. Weights four times their initial size make the
         # draws depend on the state carried from piece to piece: a small network fresh from
         # its initializer forgets within a few characters what it was given.
-        with tf.compat.v1.Session(graph=model.graph) as fresh:
+        with session_of(lstm, tf, model) as fresh:
             fresh.run(model.init)
             for variable in model.graph.get_collection("trainable_variables"):
                 variable.load(4 * fresh.run(variable), fresh)

@@ -278,6 +278,50 @@ def make_writable_dir(path, flag):
         raise UserError(f"{flag} {path}: not writable")
 
 
+# Beyond the post: run folders ------------------------------------------------------------
+
+def run_folder_name(name, number):
+    return name if number == 1 else f"{name}-{number}"
+
+
+def claim_run_folder(parent, name):
+    """Create the first free folder of <parent>/<name>, <name>-2, <name>-3, ... and return it.
+
+    Each is claimed by os.mkdir, which only one process can win, so runs started at the same
+    moment get folders of their own; folders that exist are never touched.
+    """
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{parent}: {exc.strerror}; give a --save-dir") from None
+    number = 1
+    while True:
+        path = os.path.join(parent, run_folder_name(name, number))
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            number += 1
+        except OSError as exc:
+            raise UserError(f"{path}: {exc.strerror}; give a --save-dir") from None
+
+
+def latest_run_folder(parent, name):
+    """Of the run folders <parent>/<name>, <name>-2, ..., the one whose checkpoint list was
+    written last, or None when none holds a checkpoint."""
+    pattern = re.compile(re.escape(name) + r"(-[0-9]+)?")
+    try:
+        entries = os.listdir(parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    written = {}
+    for entry in entries:
+        listing = os.path.join(parent, entry, CHECKPOINT_LIST)
+        if pattern.fullmatch(entry) and os.path.isfile(listing):
+            written[os.path.join(parent, entry)] = os.stat(listing).st_mtime_ns
+    return max(written, key=written.get) if written else None
+
+
 # Beyond the post: the files beside a TensorFlow checkpoint -------------------------------
 
 # Written into every checkpoint's .json; a checkpoint of another format is refused.
@@ -383,13 +427,13 @@ def latest_checkpoint(save_dir, best=False):
 
 # Beyond the post: the console and signals -------------------------------------------------
 
-def report_line(it, smooth_loss, epoch, val_loss=None, rate=None, chars_per_second=None,
-                elapsed=None, left=None):
+def report_line(it, smooth_loss, epoch, val_loss=None, val_label="val", rate=None,
+                chars_per_second=None, elapsed=None, left=None):
     """The line printed at each report: it starts exactly as the post's `iter N, loss: X`;
     the fields after it line up from report to report."""
     fields = [f"{'iter %d, loss: %f' % (it, smooth_loss):<28}", f"epoch {epoch:5.2f}"]
     if val_loss is not None:
-        fields.append(f"val {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)")
+        fields.append(f"{val_label} {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)")
     if rate is not None:
         fields.append(f"{rate:5.1f} it/s {chars_per_second:>7,.0f} chars/s")
         fields.append(f"{format_clock(elapsed)} elapsed, {format_clock(left)} left")

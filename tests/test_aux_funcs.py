@@ -1,4 +1,5 @@
 import math
+import multiprocessing
 import os
 
 import numpy as np
@@ -291,3 +292,39 @@ def test_any_text_round_trips_and_windows_cover_it_in_order(text, seq_length, ba
         expected += seq_length
     one_hot = aux_funcs.encode(ids, len(chars))
     assert one_hot.shape == (len(text), len(chars)) and one_hot.sum() == len(text)
+
+
+def claim_after(barrier, parent, name, results):
+    barrier.wait()
+    results.put(aux_funcs.claim_run_folder(parent, name))
+
+
+def test_processes_claiming_at_once_get_folders_of_their_own(tmp_path):
+    (tmp_path / "runs" / "story").mkdir(parents=True)  # an earlier run's, left alone
+    (tmp_path / "runs" / "story" / "keep").write_text("earlier")
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(6), context.Queue()
+    workers = [context.Process(target=claim_after,
+                               args=(barrier, str(tmp_path / "runs"), "story", results))
+               for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    claimed = sorted(os.path.basename(results.get(timeout=30)) for _ in workers)
+    for worker in workers:
+        worker.join()
+    assert claimed == sorted(["story-2", "story-3", "story-4", "story-5", "story-6", "story-7"])
+    assert (tmp_path / "runs" / "story" / "keep").read_text() == "earlier"
+
+
+def test_the_latest_run_is_the_one_whose_checkpoints_were_written_last(tmp_path):
+    runs = tmp_path / "runs"
+    assert aux_funcs.latest_run_folder(str(runs), "story") is None
+    for name, written in [("story", 300), ("story-2", 100), ("story-10", 200),
+                          ("story-x", 900), ("storyteller", 900), ("story-3", None)]:
+        (runs / name).mkdir(parents=True)
+        if written is not None:
+            aux_funcs.write_checkpoint_list(str(runs / name), ["ckpt-1"])
+            os.utime(runs / name / "checkpoint", (written, written))
+    assert aux_funcs.latest_run_folder(str(runs), "story") == str(runs / "story")
+    os.utime(runs / "story-10" / "checkpoint", (400, 400))
+    assert aux_funcs.latest_run_folder(str(runs), "story") == str(runs / "story-10")

@@ -162,6 +162,7 @@ def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().startswith("richard.txt:")
+        assert process.stdout.readline().startswith("writing checkpoints to ckpt,")
         assert process.stdout.readline().startswith("iter 0, loss: ")
         time.sleep(1)  # let it train a little, so the signal lands between two steps
         process.send_signal(signum)
@@ -178,7 +179,7 @@ def test_a_signal_saves_and_says_how_to_resume(tmp_path, signum, code):
     assert f"checkpoint: {os.path.join('ckpt', f'ckpt-{stopped_at}')}" in stdout
     info, arrays = aux_funcs.load_run_state(str(tmp_path / "ckpt" / f"ckpt-{stopped_at}"))
     assert len(arrays["loss_hist"]) == stopped_at + 1
-    assert (tmp_path / "plots" / "richard_loss.png").exists()
+    assert (tmp_path / "plots" / "ckpt_loss.png").exists()
     resumed = run(["--resume", "--save-dir", "ckpt", "--iterations", str(stopped_at + 3)],
                   tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -557,7 +558,7 @@ def test_options_are_resolved_once_and_frozen(lstm, trained):
     options = lstm.resolve_options(typed, saved, (lstm.MODEL, lstm.SPLIT, lstm.RUN))
     assert (options.iterations, options.learning_rate) == (50, 0.5)  # typed
     assert (options.hidden_dim, options.seq_length, options.seed) == (16, 10, 3)  # stored
-    assert options.temperature == 1.0 and options.save_dir == "checkpoints/shakespeare"
+    assert options.temperature == 1.0 and options.save_dir == str(trained / "ckpt")
     for_sampling = lstm.resolve_options({}, saved, (lstm.MODEL,))
     assert for_sampling.hidden_dim == 16 and for_sampling.seq_length == 100  # default
     with pytest.raises(dataclasses.FrozenInstanceError):

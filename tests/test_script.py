@@ -23,7 +23,7 @@ def workdir(tmp_path):
 
 REPORT = re.compile(
     r"^iter (\d+), loss: (\d+\.\d{6}) +\| epoch +(\d+\.\d\d)"
-    r"(?: \| val (\d+\.\d{4}) \((\d+\.\d{3}) bits/char\))?"
+    r"(?: \| val(?:\[:\d+\])? (\d+\.\d{4}) \((\d+\.\d{3}) bits/char\))?"
     r"(?: \| +(\d+\.\d) it/s +([\d,]+) chars/s \| (\d+:\d\d) elapsed, (\d+:\d\d) left)?\n",
     re.MULTILINE)
 
@@ -58,8 +58,10 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir)
     found = reports(result.stdout, 40)
     # Each report comes before its iteration's step; the last one closes the run.
     assert [fields[0] for fields, _ in found] == [0, 10, 20, 25]
+    assert lines[1] == ("writing checkpoints to checkpoints/hamlet, the plot and history to "
+                        "out/hamlet_loss.png and out/hamlet_history.csv")
     # As the post prints it: the untrained network, its loss log(vocabulary size).
-    assert lines[1].startswith(f"iter 0, loss: {math.log(len(set(TEXT))):f} ")
+    assert lines[2].startswith(f"iter 0, loss: {math.log(len(set(TEXT))):f} ")
     assert found[0][0][5:] == (None, None, None, None), "no speed before the first step"
     for (it, loss, epoch, val, bits, rate, chars, _, _), sample in found:
         assert 0 < loss < 10 and 0 < val < 10
@@ -70,8 +72,10 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir)
         assert len(sample) == 40 and set(sample) <= set(TEXT)
     assert found[-1][0][8] == "0:00"
     assert re.match(r"trained 25 iterations in \d+s \(\d+\.\d\d iterations/s\)", lines[-4])
-    assert re.match(r"validation loss \d\.\d{4} nats, \d\.\d{3} bits per character; "
-                    r"evaluating took \d+\.\ds \(\d+\.\d% of the time\)", lines[-3])
+    assert re.match(rf"validation loss on all {held_out} held-out characters: \d\.\d{{4}} nats, "
+                    r"\d\.\d{3} bits per character; at the best report \((0|10|20|25)\), val "
+                    r"\d\.\d{4} nats; evaluating took \d+\.\ds \(\d+\.\d% of the time\)",
+                    lines[-3])
     assert lines[-2] == "loss plot: out/hamlet_loss.png, history: out/hamlet_history.csv"
     assert lines[-1].startswith("checkpoint: checkpoints/hamlet/ckpt-25, best: ")
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout), \

@@ -920,9 +920,12 @@ def build_parser():
 
     book = parser.add_argument_group("bookkeeping")
     book.add_argument("--plots-dir", metavar="DIR",
-                      help="folder for the loss plot PNG (default: %(default)s)")
+                      help="folder for the loss plot PNG and the history CSV, named after "
+                           "the run's folder (default: %(default)s)")
     book.add_argument("--save-dir", metavar="DIR",
-                      help="folder for checkpoints (default: checkpoints/<text name>)")
+                      help="folder for checkpoints (default: a new checkpoints/<text name>, "
+                           "<text name>-2, ... for each run; with --resume or --sample the "
+                           "text's run written last)")
     book.add_argument("--resume", action="store_true",
                       help="go on training from the latest checkpoint in --save-dir")
     book.add_argument("--logdir", metavar="DIR",

@@ -135,6 +135,9 @@ BAD_INPUTS = {
                               ["story.txt", "--save-dir", "locked"],
                               "--save-dir locked: cannot read its checkpoint list (Permission "
                               "denied)"),
+    "no --save-dir, and checkpoints/ not writable": (
+        [lock("checkpoints", 0o555)], ["story.txt"],
+        "checkpoints/story: Permission denied; give a --save-dir"),
     "--save-dir holding a checkpoint already": (
         [], ["story.txt", "--save-dir", "checkpoints/earlier"],
         "checkpoints/earlier holds a checkpoint already; add --resume"),
@@ -154,6 +157,7 @@ BAD_INPUTS = {
         "--save-dir garbled: cannot read its checkpoint list (not a checkpoint list)"),
 }
 PERMISSION_CASES = {"unreadable", "--plots-dir not writable", "--save-dir not writable",
+                    "no --save-dir, and checkpoints/ not writable",
                     "--save-dir in a folder that is not writable", "--save-dir unreadable",
                     "--sample with --save-dir unreadable"}
 

@@ -102,13 +102,13 @@ class BatchGenerator:
 
 
 def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, name, plots_dir="plots",
-         val_points=()):
+         val_points=(), val_label="validation loss (held-out text)"):
     """Draw the raw and smoothed loss, the validation loss and the epoch starts to a PNG.
 
     `loss_hist` and `smooth_loss_hist` hold one value per iteration, index 0 being the
     loss before training; `it` is the number of iterations done; `val_points` are
-    (iterations done, validation loss) pairs. The file is `<plots_dir>/<name>_loss.png`,
-    written atomically. Returns its path.
+    (iterations done, validation loss) pairs, drawn as `val_label`. The file is
+    `<plots_dir>/<name>_loss.png`, written atomically. Returns its path.
     """
     fig = Figure(figsize=(10, 5), dpi=100)
     ax = fig.subplots()
@@ -121,7 +121,7 @@ def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, name, plots_dir="plots",
     if len(val_points):
         val_steps, val_losses = zip(*val_points)
         ax.plot(val_steps, val_losses, color="tab:orange", marker=".", linewidth=1.2,
-                label="validation loss (held-out text)")
+                label=val_label)
         series.append(val_losses)
     epochs = [s for s in epoch_starts(it, it_per_epoch) if s < len(smooth_loss_hist)]
     ax.plot(epochs, [smooth_loss_hist[s] for s in epochs], linestyle="", marker="o",

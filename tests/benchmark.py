@@ -9,7 +9,10 @@ repeat after repeat, so that a slow minute of this shared machine falls on all o
 table gives the median of the repeats and the ratio to the post's program measured in the same
 run. "ids fed" rows run the same graph with x and y computed in the graph from integer ids
 (imported with an input_map), to show whether feeding ids instead of the post's one-hot windows
-would pay. Last, the scale check: a 100 MB text, from start to the first report line.
+would pay. When torch is installed (`pip install torch`; it is not a requirement), PyTorch's
+nn.LSTM trains the same model, loss, optimizer and batch in the same run, and the ratios to it
+are printed; without it, its rows say how to get it. Last, the scale check: a 100 MB text,
+from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -46,7 +49,50 @@ CONFIGS = {
     "batch32-xla": ("--batch-size 32 --xla on", 32, "one-hot", 1, "on", 0, [], {}),
     "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "one-hot", 1, "auto",
                      1, [], {}),
+    "pytorch": ("PyTorch nn.LSTM, the same model, loss and Adam", 1, "torch", 0, "off", 0, [],
+                {}),
+    "pytorch32": ("PyTorch nn.LSTM, the same model, loss and Adam", 32, "torch", 0, "off", 0,
+                  [], {}),
 }
+# Without torch (not a requirement) its rows say how to get it.
+TORCH_MISSING = "pip install torch to compare"
+
+
+def torch_worker(batch, iterations):
+    """The same training as the defaults, in PyTorch: one-hot windows from the same
+    BatchGenerator, time-major, an nn.LSTM of 500 and a linear layer to the scores, the mean
+    cross-entropy, Adam at 1e-2, the final state carried into the next window. Returns the
+    figures, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    sys.path.insert(0, REPO)
+    import aux_funcs
+
+    torch.manual_seed(1)
+    text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
+    batches = aux_funcs.BatchGenerator(aux_funcs.text_to_ids(text, char_to_idx), 100,
+                                       vocab_size, batch)
+    lstm, output = torch.nn.LSTM(vocab_size, 500), torch.nn.Linear(500, vocab_size)
+    optimizer = torch.optim.Adam([*lstm.parameters(), *output.parameters()], lr=1e-2)
+    state = None
+    warm_up = 5
+    for step in range(warm_up + iterations):
+        if step == warm_up:
+            start = time.perf_counter()
+        inputs, targets = next(batches)
+        hidden, state = lstm(torch.from_numpy(inputs), state)
+        loss = torch.nn.functional.cross_entropy(
+            output(hidden).reshape(-1, vocab_size),
+            torch.from_numpy(targets.argmax(axis=-1).reshape(-1)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        state = tuple(part.detach() for part in state)
+    seconds = time.perf_counter() - start
+    return {"it/s": iterations / seconds, "chars/s": iterations * 100 * batch / seconds,
+            "torch": torch.__version__}
 
 
 def fed_with_ids(tf, model, vocab_size, batch):
@@ -66,6 +112,12 @@ def fed_with_ids(tf, model, vocab_size, batch):
 def worker(name, iterations):
     """Measure one configuration in this process; print one JSON line."""
     _, batch, feed, onednn, xla, bf16, samplers, environment = CONFIGS[name]
+    if feed == "torch":
+        result = torch_worker(batch, iterations)
+        if result is not None:
+            result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
     os.environ.update(environment)
     sys.path.insert(0, REPO)
@@ -203,9 +255,20 @@ def main():
     print(f"| {'training':<{width}} | batch | it/s | chars/s | x baseline | peak MiB |")
     print(f"|{'-' * (width + 2)}|------:|-----:|--------:|-----------:|---------:|")
     for name, config in CONFIGS.items():
+        if None in results[name]:
+            print(f"| {config[0]:<{width}} | {config[1]:>5} | {TORCH_MISSING} |")
+            continue
         chars = median(name, "chars/s")
         print(f"| {config[0]:<{width}} | {config[1]:>5} | {median(name, 'it/s'):4.1f} | "
               f"{chars:7,.0f} | {chars / base:10.2f} | {median(name, 'peak MiB'):8.0f} |")
+    if None in results["pytorch"] + results["pytorch32"]:
+        print(f"\nPyTorch: {TORCH_MISSING} (it is not a requirement)")
+    else:
+        torch_1, torch_32 = median("pytorch", "chars/s"), median("pytorch32", "chars/s")
+        print(f"\nagainst PyTorch {results['pytorch'][0]['torch']} (float32, the same cores): "
+              f"defaults at batch 1 {median('defaults', 'chars/s') / torch_1:.2f}x, "
+              f"--batch-size 32 {median('batch32', 'chars/s') / torch_32:.2f}x, "
+              f"--batch-size 32 --bf16 {median('batch32-bf16', 'chars/s') / torch_32:.2f}x")
     base_feed = median("baseline", "feed sampler chars/s")
     feed = median("no-xla", "feed sampler chars/s")
     print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline | x feed |")

@@ -719,7 +719,7 @@ class Run:
         print(f"{RULE}\n{text}\n{RULE}", flush=True)
         aux_funcs.plot(progress.loss_hist, progress.smooth_loss_hist, done, self.it_per_epoch,
                        self.name, options.plots_dir, progress.val_points,
-                       f"validation loss, {self.val_label} (held-out text)")
+                       f"validation loss ({self.val_label}, held-out text)")
         aux_funcs.write_history(self.history_path, progress.loss_hist,
                                 progress.smooth_loss_hist, progress.val_points)
         save_checkpoint(session, self.extras.saver, self.save_dir, progress, self.info,

@@ -339,6 +339,10 @@ def checkpoint_name(iteration):
     return f"ckpt-{iteration}"
 
 
+def checkpoint_prefix(save_dir, iteration):
+    return os.path.join(save_dir, checkpoint_name(iteration))
+
+
 def save_run_state(prefix, info, arrays):
     """Write `<prefix>.json` (info: plain JSON values) and `<prefix>.npz` (named arrays)."""
     write_atomically(prefix + ".npz", lambda handle: np.savez(handle, **arrays))
@@ -422,7 +426,7 @@ def latest_checkpoint(save_dir, best=False):
     if latest.info["best"] is None:
         raise UserError(f"{save_dir} has no best checkpoint: its run held no text out "
                         "(--val-fraction 0)")
-    return read_checkpoint(os.path.join(save_dir, checkpoint_name(latest.info["best"][0])))
+    return read_checkpoint(checkpoint_prefix(save_dir, latest.info["best"][0]))
 
 
 # Beyond the post: the console and signals -------------------------------------------------

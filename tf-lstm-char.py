@@ -495,7 +495,7 @@ def save_checkpoint(session, saver, save_dir, progress, info, rng):
     files are complete, and older ones are removed only after that.
     """
     name = aux_funcs.checkpoint_name(progress.iteration)
-    prefix = os.path.join(save_dir, name)
+    prefix = aux_funcs.checkpoint_prefix(save_dir, progress.iteration)
     earlier = [n for n in aux_funcs.listed_checkpoints(save_dir) if n != name]
     kept = (earlier + [name])[-KEEP_CHECKPOINTS:]
     best = progress.best and aux_funcs.checkpoint_name(progress.best[0])
@@ -754,9 +754,8 @@ class Run:
                   f"{self.eval_seconds:.1f}s ({100 * self.eval_seconds / self.elapsed:.1f}% "
                   "of the time)")
         print(f"loss plot: {self.plot_path}, history: {self.history_path}")
-        checkpoint = os.path.join(self.save_dir, aux_funcs.checkpoint_name(progress.iteration))
-        best = progress.best and os.path.join(self.save_dir,
-                                              aux_funcs.checkpoint_name(progress.best[0]))
+        checkpoint = aux_funcs.checkpoint_prefix(self.save_dir, progress.iteration)
+        best = progress.best and aux_funcs.checkpoint_prefix(self.save_dir, progress.best[0])
         print(f"checkpoint: {checkpoint}" + (f", best: {best}" if best else ""), flush=True)
         if self.stop.signum:
             print(f"tf-lstm-char.py: stopped by {signal.Signals(self.stop.signum).name} at "

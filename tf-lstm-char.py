@@ -626,8 +626,11 @@ class Run:
         self.info = {"format": aux_funcs.CHECKPOINT_FORMAT, "vocabulary": self.vocab,
                      "options": stored_options(options), "text_sha256": text_sha256}
         self.val_ids = val_ids
+        # Whether reports score only the first part of the held-out text, and the end all of it.
+        self.sliced = held_out > VAL_SLICE_CHARS
         self.val_slice = held_out_tracks(val_ids[:VAL_SLICE_CHARS]) if held_out else None
-        self.val_label = "val" if held_out <= VAL_SLICE_CHARS else f"val[:{VAL_SLICE_CHARS}]"
+        self.val_label = f"val[:{VAL_SLICE_CHARS}]" if self.sliced else "val"
+        self.prime_ids = [self.vocab.index(ch) for ch in options.prime]
         self.it_per_epoch = len(train_ids) / (options.seq_length * options.batch_size)
         self.rng = np.random.default_rng(options.seed)
         if resumed:
@@ -643,8 +646,8 @@ class Run:
             self.progress = Progress(0, 0, np.zeros((2, options.batch_size,
                                                      options.hidden_dim), np.float32),
                                      [start], [start], [], None)
-        scored = ("" if held_out <= VAL_SLICE_CHARS else
-                  f" (the first {VAL_SLICE_CHARS:,} scored at each report, all at the end)")
+        scored = (f" (the first {VAL_SLICE_CHARS:,} scored at each report, all at the end)"
+                  if self.sliced else "")
         print(f"{aux_funcs.display_path(options.text_file)}: {len(text):,} characters, "
               f"{len(self.vocab)} distinct; training on {len(train_ids):,}, holding out "
               f"{held_out:,}{scored}")
@@ -671,7 +674,7 @@ class Run:
         try:
             with aux_funcs.StopRequest() as self.stop:
                 yield self
-                if len(self.val_ids) > VAL_SLICE_CHARS and not self.stop.signum:
+                if self.sliced and not self.stop.signum:
                     self.val_loss_all = self.evaluate(session, held_out_tracks(self.val_ids))
                 elif self.progress.val_points:  # the last report scored all of it
                     self.val_loss_all = self.progress.val_points[-1][1]
@@ -712,8 +715,7 @@ class Run:
         print(aux_funcs.report_line(done, progress.smooth_loss_hist[-1],
                                     done / self.it_per_epoch, val_loss, self.val_label,
                                     **timing))
-        prime_ids = [self.vocab.index(ch) for ch in options.prime]
-        drawn = draw(session, self.model, self.extras.sampler, options, prime_ids,
+        drawn = draw(session, self.model, self.extras.sampler, options, self.prime_ids,
                      options.sample_length, self.rng)
         text = options.prime + "".join(self.vocab[i] for i in drawn)
         print(f"{RULE}\n{text}\n{RULE}", flush=True)

@@ -160,6 +160,7 @@ def build_graph(tf, vocab_size, options):
         cross_entropy = tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.reshape(y, [-1, vocab_size]), logits=logits)
         loss = tf.reduce_mean(cross_entropy, name="loss")
+        transpose_kernel_once(tf, graph, cell)
         if options.optimizer == "adam":
             optimizer = tf1.train.AdamOptimizer(learning_rate=options.learning_rate)
         else:
@@ -938,6 +939,38 @@ def build_parser():
     return parser
 
 
+# Beyond the post: the backward pass's product with the kernel --------------------------
+
+def transpose_kernel_once(tf, graph, cell):
+    """Have the backward pass multiply by the kernel transposed once a window, not every step.
+
+    Each step of the loop computes gates = concat([x, h]) @ kernel, and its gradient with
+    respect to concat([x, h]) is dgates @ kernel^T. TensorFlow's gradient asks oneDNN for that
+    product with the kernel transposed, at every step; with oneDNN's AVX-512 code it took 1.7
+    times as long as the same product with a kernel already transposed, and capping oneDNN at
+    AVX2 to avoid it slowed every other product (tests/BENCHMARKS.md). Here the backward pass
+    gets a copy of the kernel transposed once, before the loop: the same gradient
+    (tests/test_graph.py compares them), 1.3 times the batch-32 training speed.
+
+    It reaches into the loop that dynamic_rnn built, so it does nothing if a later TensorFlow
+    builds that loop differently (the same test tells).
+    """
+    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
+    body = getattr(loops[0], "_body_graph", None) if len(loops) == 1 else None
+    products = [op for op in body.get_operations() if op.type == "MatMul"] if body else []
+    if len(products) != 1 or not hasattr(products[0], "_gradient_function"):
+        return
+    kernel = next(variable for variable in cell.variables if "kernel" in variable.name)
+    kernel_transposed = tf.transpose(kernel, name="kernel_transposed")
+
+    def gradient(product, dgates):
+        inputs = product.inputs[0]
+        return (tf.matmul(dgates, kernel_transposed),
+                tf.matmul(inputs, dgates, transpose_a=True))
+
+    products[0]._gradient_function = gradient
+
+
 # Beyond the post: TensorFlow's quiet start ------------------------------------------------
 
 def use_xla(options, sampling=False):
@@ -975,14 +1008,6 @@ def quiet_stderr():
             os.close(saved)
 
 
-def amd_processor():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return "AuthenticAMD" in cpuinfo.read(4096)
-    except OSError:
-        return False
-
-
 def import_tensorflow(options=Options(), sampling=False):
     """Import TensorFlow with the tf-keras RNN cells and without its start-up noise.
 
@@ -995,12 +1020,6 @@ def import_tensorflow(options=Options(), sampling=False):
     # oneDNN's kernels are TensorFlow's default only on some processors; they are the
     # largest single speed-up measured here (tests/benchmark.py), so ask for them everywhere.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    if amd_processor() and not options.bf16:
-        # On the AMD EPYC this was measured on, oneDNN's AVX-512 code was slow at the
-        # backward pass's product with the transposed kernel, and capping oneDNN at AVX2
-        # made batch-32 training 6-26% faster (batch 1 the same; tests/benchmark.py has
-        # both). Intel processors keep AVX-512; so does --bf16, whose products need it.
-        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
     if use_xla(options, sampling):
         # On the CPU, XLA auto-clustering needs this besides the session's global_jit_level.
         os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit")

@@ -2,16 +2,21 @@
 
     python tests/benchmark.py            # about eight minutes on two cores
     python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
+    python tests/benchmark.py --profile  # only where a training step's time goes
 
 Every configuration trains hidden 500, 100 steps a window, on data/shakespeare.txt, in its own
 process (oneDNN and XLA are fixed when TensorFlow is imported). The configurations take turns,
 repeat after repeat, so that a slow minute of this shared machine falls on all of them; the
 table gives the median of the repeats and the ratio to the post's program measured in the same
-run. "ids fed" rows run the same graph with x and y computed in the graph from integer ids
+run. The "ids fed" row runs the same graph with x and y computed in the graph from integer ids
 (imported with an input_map), to show whether feeding ids instead of the post's one-hot windows
-would pay. When torch is installed (`pip install torch`; it is not a requirement), PyTorch's
-nn.LSTM trains the same model, loss, optimizer and batch in the same run, and the ratios to it
-are printed; without it, its rows say how to get it. Last, the scale check: a 100 MB text,
+would pay. Two rows undo one choice each, to show on this machine whether it still pays: the
+kernel transposed once a window for the backward pass, and oneDNN left free to use every
+instruction set (the AVX2 row caps it; the closing lines say which to use here). When torch is
+installed (`pip install torch`; it is not a requirement), PyTorch's nn.LSTM trains the same
+model, loss, optimizer and batch in the same run, and the ratios to it are printed; without it,
+its rows say how to get it. Then the profiles: the ops that take the most of one training step,
+from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB text,
 from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
@@ -42,15 +47,16 @@ CONFIGS = {
                  [], {}),
     "ids": ("defaults, ids fed", 1, "ids", 1, "auto", 0, [], {}),
     "no-xla": ("defaults --xla off", 1, "one-hot", 1, "off", 0, ["feed", "graph"], {}),
+    "pytorch": ("PyTorch nn.LSTM, the same model, loss and Adam", 1, "torch", 0, "off", 0, [],
+                {}),
     "batch32": ("defaults --batch-size 32 (no XLA)", 32, "one-hot", 1, "auto", 0, [], {}),
-    "batch32-ids": ("--batch-size 32, ids fed", 32, "ids", 1, "auto", 0, [], {}),
-    "batch32-avx512": ("--batch-size 32, oneDNN's AVX-512 code", 32, "one-hot", 1, "auto", 0,
-                       [], {"ONEDNN_MAX_CPU_ISA": "ALL"}),
+    "batch32-tf-gradient": ("--batch-size 32, TensorFlow's gradient (kernel transposed at "
+                            "each step)", 32, "tf-gradient", 1, "auto", 0, [], {}),
+    "batch32-avx2": ("--batch-size 32, oneDNN capped at AVX2", 32, "one-hot", 1, "auto", 0,
+                     [], {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
     "batch32-xla": ("--batch-size 32 --xla on", 32, "one-hot", 1, "on", 0, [], {}),
     "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "one-hot", 1, "auto",
                      1, [], {}),
-    "pytorch": ("PyTorch nn.LSTM, the same model, loss and Adam", 1, "torch", 0, "off", 0, [],
-                {}),
     "pytorch32": ("PyTorch nn.LSTM, the same model, loss and Adam", 32, "torch", 0, "off", 0,
                   [], {}),
 }
@@ -124,6 +130,8 @@ def worker(name, iterations):
     spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
     lstm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lstm)
+    if feed == "tf-gradient":
+        lstm.transpose_kernel_once = lambda *unused: None
     import aux_funcs
     import numpy as np
 
@@ -176,6 +184,92 @@ def worker(name, iterations):
     print(json.dumps(result))
 
 
+# What the profile's largest ops compute, by the end of their node names.
+ROLES = {
+    "lstm_cell/BiasAdd": "gates = concat([x, h]) @ kernel + bias",
+    "MatMul_grad/MatMul": "d concat([x, h]) = d gates @ kernel^T",
+    "MatMul_grad/MatMul_1": "d kernel = concat([x, h])^T @ d gates",
+    "gradients/AddN_3": "d kernel summed over the steps",
+    "split_grad/concat": "d gates: the four gates' gradients joined",
+    "lstm_cell/split": "the gates split in four",
+    "kernel_transposed": "kernel^T, once a window",
+}
+
+
+def profile_worker(batch, xla):
+    """Trace a few training steps of the defaults at `batch` with TensorFlow's step stats; print
+    one JSON line: the step's wall time, how many ops ran, and the ops that took longest."""
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    sys.path.insert(0, REPO)
+    spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
+    lstm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lstm)
+    import aux_funcs
+    import numpy as np
+
+    options = lstm.Options(batch_size=batch, xla=xla, seed=1)
+    tf = lstm.import_tensorflow(options)
+    tf1 = tf.compat.v1
+    text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
+    model = lstm.build_graph(tf, vocab_size, options)
+    batches = aux_funcs.BatchGenerator(aux_funcs.text_to_ids(text, char_to_idx), 100,
+                                       vocab_size, batch)
+    op_micros, runs, walls = {}, 0, []
+    traced = 3
+    with tf1.Session(graph=model.graph, config=lstm.session_config(tf, options)) as session:
+        session.run(model.init)
+        state = np.zeros((2, batch, 500), np.float32)
+        for step in range(10 + traced):
+            inputs, targets = next(batches)
+            fed = {model.x: inputs, model.y: targets, model.init_state: state}
+            metadata = tf1.RunMetadata()
+            trace = step >= 10
+            run_options = tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE if trace else 0)
+            start = time.perf_counter()
+            _, state, _ = session.run([model.loss, model.final_state, model.training], fed,
+                                      options=run_options, run_metadata=metadata)
+            if step >= 5 and not trace:
+                walls.append(time.perf_counter() - start)
+            for node in (node for device in metadata.step_stats.dev_stats
+                         for node in device.node_stats):
+                op_type = node.timeline_label.split(" = ")[-1].split("(")[0]
+                if not op_type or op_type.startswith(("_SOURCE", "RecvTensor")):
+                    op_type = node.node_name
+                phase = "backward" if "gradients" in node.node_name else "forward"
+                key = f"{phase} | {op_type} | {'/'.join(node.node_name.split('/')[-2:])}"
+                op_micros[key] = op_micros.get(key, 0) + node.op_end_rel_micros - \
+                    node.op_start_rel_micros
+                runs += 1
+    total = sum(op_micros.values())
+    top = sorted(op_micros.items(), key=lambda item: -item[1])[:8]
+    products = sum(micros for key, micros in op_micros.items() if "MatMul" in key)
+    print(json.dumps({"step ms": statistics.median(walls) * 1000, "ops": runs / traced,
+                      "op ms": total / traced / 1000, "products": products / total,
+                      "top": [[key, micros / traced / 1000, micros / total]
+                              for key, micros in top]}))
+
+
+def print_profile(batch, xla, why):
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    out = subprocess.run([sys.executable, __file__, "--profile-worker", str(batch), "--xla",
+                          xla], env=env, capture_output=True, text=True, check=True).stdout
+    figures = json.loads(out.splitlines()[-1])
+    print(f"\nprofile of one training step, batch {batch}{why}: {figures['step ms']:.1f} ms "
+          f"untraced; {figures['ops']:,.0f} ops ran, {figures['op ms']:.1f} ms of op time "
+          f"summed over both cores' threads, {figures['products']:.0%} of it in MatMul\n")
+    print("| pass | op | node | what it computes | ms per step | share of op time |")
+    print("|---|---|---|---|--:|--:|")
+    for key, milliseconds, share in figures["top"]:
+        role = ROLES.get(key.split(" | ")[-1], "")
+        print(f"| {key} | {role} | {milliseconds:.1f} | {share:.1%} |")
+
+
+def print_profiles():
+    print_profile(32, "auto", "")
+    # XLA would fuse the batch-1 step into a few compiled clusters; without it each op shows.
+    print_profile(1, "off", ", --xla off")
+
+
 def measure(name, iterations):
     env = dict(os.environ, PYTHONHASHSEED="0")
     out = subprocess.run([sys.executable, __file__, "--worker", name, "--iterations",
@@ -225,12 +319,21 @@ def scale_check(megabytes):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--worker")
-    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--quick", action="store_true",
+                        help="one repeat, fewer iterations: a smoke test")
+    parser.add_argument("--profile", action="store_true",
+                        help="only the profiles of a training step, at batch 32 and batch 1")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--iterations", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--xla", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.iterations)
+    if args.profile_worker:
+        return profile_worker(args.profile_worker, args.xla)
+    if args.profile:
+        return print_profiles()
 
     repeats = 1 if args.quick else 5
     results = {name: [] for name in CONFIGS}
@@ -269,6 +372,14 @@ def main():
               f"defaults at batch 1 {median('defaults', 'chars/s') / torch_1:.2f}x, "
               f"--batch-size 32 {median('batch32', 'chars/s') / torch_32:.2f}x, "
               f"--batch-size 32 --bf16 {median('batch32-bf16', 'chars/s') / torch_32:.2f}x")
+    batch32 = median("batch32", "chars/s")
+    print(f"the kernel transposed once a window: {batch32:,.0f} against "
+          f"{median('batch32-tf-gradient', 'chars/s'):,.0f} chars/s with TensorFlow's own "
+          f"gradient at batch 32 ({batch32 / median('batch32-tf-gradient', 'chars/s'):.2f}x)")
+    avx2 = median("batch32-avx2", "chars/s") / batch32
+    advice = ("set ONEDNN_MAX_CPU_ISA=AVX2 on this machine" if avx2 > 1.05 else
+              "leave oneDNN's choice as it is")
+    print(f"oneDNN capped at AVX2 trains batch 32 at {avx2:.2f}x the default here: {advice}")
     base_feed = median("baseline", "feed sampler chars/s")
     feed = median("no-xla", "feed sampler chars/s")
     print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline | x feed |")
@@ -280,6 +391,7 @@ def main():
              "graph")]:
         chars = median(name, f"{sampler} sampler chars/s")
         print(f"| {what} | {chars:7,.0f} | {chars / base_feed:10.2f} | {chars / feed:6.2f} |")
+    print_profiles()
     size, first, peak = scale_check(100)
     print(f"\nscale: a {size:.0f} MiB text reached its first report line in {first:.1f} s "
           f"(training starts before that line), peak memory {peak:,.0f} MiB")

@@ -338,3 +338,34 @@ def test_clipping_bounds_the_update(lstm, tf):
         return math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before)))
     assert update_norm(None) > 0.1
     assert update_norm(0.01) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, monkeypatch):
+    """The backward pass multiplies by a kernel transposed once a window (the faster product);
+    the weights it trains to are those of TensorFlow's own gradient."""
+    rng = np.random.default_rng(5)
+    window = one_hot_steps(rng.integers(0, VOCAB, 13))
+
+    def trained_weights():
+        model, _ = build(lstm, tf, learning_rate=0.5, optimizer="sgd", seed=3, batch_size=1)
+        variables = model.graph.get_collection("trainable_variables")
+        ops = [op.name for op in model.graph.get_operations()]
+        with tf.compat.v1.Session(graph=model.graph) as session:
+            session.run(model.init)
+            start = session.run(variables)
+            for _ in range(3):
+                session.run(model.training, {model.x: window[:-1], model.y: window[1:],
+                                             model.init_state: zero_state(model)})
+            return start, session.run(variables), "kernel_transposed" in ops
+
+    start, transposed_once, applied = trained_weights()
+    monkeypatch.setattr(lstm, "transpose_kernel_once", lambda *unused: None)
+    _, tensorflows, _ = trained_weights()
+    # If this fails after a TensorFlow upgrade, its loop is built differently: training is
+    # still right, only slower at batch 32 (tests/benchmark.py).
+    assert applied, "the backward pass no longer gets the kernel transposed once"
+    assert [w.shape for w in transposed_once] == [w.shape for w in tensorflows]
+    for mine, theirs in zip(transposed_once, tensorflows):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
+    kernel_moved = np.abs(transposed_once[0] - start[0]).max()
+    assert kernel_moved > 1e-2, "the kernel barely trained, so equal weights would say little"

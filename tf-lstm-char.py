@@ -160,7 +160,7 @@ def build_graph(tf, vocab_size, options):
         cross_entropy = tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.reshape(y, [-1, vocab_size]), logits=logits)
         loss = tf.reduce_mean(cross_entropy, name="loss")
-        transpose_kernel_once(tf, graph, cell)
+        transpose_kernel_once(tf, graph, cell, options)
         if options.optimizer == "adam":
             optimizer = tf1.train.AdamOptimizer(learning_rate=options.learning_rate)
         else:
@@ -941,20 +941,24 @@ def build_parser():
 
 # Beyond the post: the backward pass's product with the kernel --------------------------
 
-def transpose_kernel_once(tf, graph, cell):
+def transpose_kernel_once(tf, graph, cell, options):
     """Have the backward pass multiply by the kernel transposed once a window, not every step.
 
     Each step of the loop computes gates = concat([x, h]) @ kernel, and its gradient with
     respect to concat([x, h]) is dgates @ kernel^T. TensorFlow's gradient asks oneDNN for that
-    product with the kernel transposed, at every step; with oneDNN's AVX-512 code it took 1.7
-    times as long as the same product with a kernel already transposed, and capping oneDNN at
-    AVX2 to avoid it slowed every other product (tests/BENCHMARKS.md). Here the backward pass
-    gets a copy of the kernel transposed once, before the loop: the same gradient
-    (tests/test_graph.py compares them), 1.3 times the batch-32 training speed.
+    product with the kernel transposed on the fly, at every step. Measured on an AVX-512
+    processor, that was the largest op of a batch-32 step, and the backward pass given a copy
+    of the kernel transposed once, before the loop, trained 1.3 times as fast (capped at AVX2,
+    oneDNN gained little from it; tests/benchmark.py --profile, and its row that undoes this).
+    At batch 1, and with --bf16, the copy measured no faster, and XLA compiles the products
+    itself: those keep TensorFlow's gradient. The gradient is the same either way
+    (tests/test_graph.py compares them).
 
     It reaches into the loop that dynamic_rnn built, so it does nothing if a later TensorFlow
     builds that loop differently (the same test tells).
     """
+    if options.batch_size == 1 or options.bf16 or use_xla(options):
+        return
     loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
     body = getattr(loops[0], "_body_graph", None) if len(loops) == 1 else None
     products = [op for op in body.get_operations() if op.type == "MatMul"] if body else []

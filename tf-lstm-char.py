@@ -503,7 +503,10 @@ def save_checkpoint(session, saver, save_dir, progress, info, rng):
     if best in earlier and best not in kept:
         kept.insert(0, best)
     try:
-        saver.save(session, prefix, write_state=False)
+        # In the session's graph whatever the caller entered: outside any graph, the Saver
+        # takes itself to be running eagerly and fails.
+        with session.graph.as_default():
+            saver.save(session, prefix, write_state=False)
         info = dict(info, iteration=progress.iteration, position=progress.position,
                     rng_state=rng.bit_generator.state, best=progress.best)
         aux_funcs.save_run_state(prefix, info, {
@@ -534,7 +537,8 @@ def remove_checkpoint_files(save_dir, name):
 
 def restore_checkpoint(session, saver, prefix):
     try:
-        saver.restore(session, prefix)
+        with session.graph.as_default():
+            saver.restore(session, prefix)
     except Exception as exc:
         raise UserError(f"checkpoint {prefix} cannot be restored "
                         f"({error_summary(exc)})") from None

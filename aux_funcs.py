@@ -195,6 +195,29 @@ def check_text_fits(path, train_ids, held_out, seq_length, batch_size, val_fract
                         "characters, too few to evaluate; give a larger one, or 0")
 
 
+def available_memory(meminfo="/proc/meminfo", cgroup="/sys/fs/cgroup"):
+    """Bytes of memory a new allocation can still get: the kernel's MemAvailable, or what is
+    left under this process's cgroup limit where that is smaller; None where neither can be
+    read (not Linux)."""
+    figures = []
+    try:
+        with open(meminfo) as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    figures.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open(os.path.join(cgroup, "memory.max")) as limit, \
+                open(os.path.join(cgroup, "memory.current")) as used:
+            ceiling = limit.read().strip()
+            if ceiling != "max":
+                figures.append(max(0, int(ceiling) - int(used.read().strip())))
+    except (OSError, ValueError):
+        pass
+    return min(figures) if figures else None
+
+
 def check_prime(prime, vocab):
     unknown = sorted(set(prime) - set(vocab))
     if unknown:

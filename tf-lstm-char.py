@@ -249,7 +249,9 @@ def main(argv=None):
     tf = import_tensorflow(options)
     model = build_graph(tf, vocab_size, options)
     extras = add_extras(tf, model)
-    with tf.compat.v1.Session(graph=model.graph, config=session_config(tf, options)) as session, \
+    config = session_config(tf, options)
+    with out_of_memory_in_one_line(tf), \
+            tf.compat.v1.Session(graph=model.graph, config=config) as session, \
             run.started(session, tf, model, extras):
         train(session, model, batches, options, run)
     return run.close()
@@ -560,8 +562,9 @@ def sample_from_checkpoint(typed):
     extras = add_extras(tf, model)
     rng = np.random.default_rng(options.seed)
     written = 0
-    with tf.compat.v1.Session(graph=model.graph,
-                              config=session_config(tf, options, sampling=True)) as session, \
+    with out_of_memory_in_one_line(tf), \
+            tf.compat.v1.Session(graph=model.graph,
+                                 config=session_config(tf, options, sampling=True)) as session, \
             aux_funcs.StopRequest() as stop:
         restore_checkpoint(session, extras.saver, saved.prefix)
         sys.stdout.write(options.prime)
@@ -584,6 +587,51 @@ def sample_from_checkpoint(typed):
     return 0
 
 
+# Beyond the post: a model too big for the machine ---------------------------------------
+
+def weight_count(options, vocab_size):
+    """The graph's trainable numbers: the cell's kernel and bias, out_w and out_b."""
+    hidden = options.hidden_dim
+    return (vocab_size + hidden) * 4 * hidden + 4 * hidden + hidden * vocab_size + vocab_size
+
+
+def training_bytes(options, vocab_size):
+    """About how much memory training the model takes, TensorFlow's own aside: seven copies of
+    the weights (the weights, their gradient, Adam's two slots, and in the backward pass the
+    kernel's gradient of one step, its running sum and the transposed kernel), one window's
+    activations kept for the backward pass, and the held-out tracks scored side by side."""
+    hidden, inputs = options.hidden_dim, vocab_size + options.hidden_dim
+    weights = weight_count(options, vocab_size)
+    # Per step and stream: the concatenated input, the gates before and after their
+    # activations, c and h; per row of logits: scores, probabilities and their gradients;
+    # doubled for the gradients of them all.
+    rows = options.seq_length * options.batch_size
+    window = 2 * rows * (inputs + 10 * hidden + 4 * vocab_size)
+    evaluation = VAL_MAX_TRACKS * VAL_WINDOW * (hidden + vocab_size)
+    return 4 * (7 * weights + window + evaluation)
+
+
+def check_memory(options, vocab_size):
+    """Refuse, in one line, a model whose training needs more memory than is available."""
+    needed, available = training_bytes(options, vocab_size), aux_funcs.available_memory()
+    if available is not None and needed > available:
+        raise UserError(f"--hidden-dim {options.hidden_dim} --batch-size {options.batch_size} "
+                        f"--seq-length {options.seq_length} needs about {needed / 2**30:,.1f} "
+                        "GiB to train (weights, Adam's slots, a window's activations), more "
+                        f"than the {available / 2**30:,.1f} GiB of memory available; lower "
+                        "--hidden-dim, --batch-size or --seq-length")
+
+
+@contextlib.contextmanager
+def out_of_memory_in_one_line(tf):
+    """Where TensorFlow runs out of memory all the same, say so in one line."""
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as exc:
+        raise UserError(f"out of memory ({error_summary(exc)}); lower --hidden-dim, "
+                        "--batch-size or --seq-length") from None
+
+
 # Beyond the post: the run around the loop -------------------------------------------------
 
 class Run:
@@ -600,6 +648,7 @@ class Run:
         held_out = len(val_ids)
         aux_funcs.check_text_fits(options.text_file, train_ids, held_out, options.seq_length,
                                   options.batch_size, options.val_fraction)
+        check_memory(options, len(self.vocab))
         text_sha256 = aux_funcs.sha256_of_file(options.text_file)
         if resumed:
             if (text_sha256 != resumed.info["text_sha256"]

@@ -328,3 +328,17 @@ def test_the_latest_run_is_the_one_whose_checkpoints_were_written_last(tmp_path)
     assert aux_funcs.latest_run_folder(str(runs), "story") == str(runs / "story")
     os.utime(runs / "story-10" / "checkpoint", (400, 400))
     assert aux_funcs.latest_run_folder(str(runs), "story") == str(runs / "story-10")
+
+
+def test_available_memory_takes_the_smaller_of_the_machine_and_the_cgroup(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:    1000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert aux_funcs.available_memory(str(meminfo), str(cgroup)) == 1000 * 1024
+    (cgroup / "memory.max").write_text("500000\n")
+    (cgroup / "memory.current").write_text("100000\n")
+    assert aux_funcs.available_memory(str(meminfo), str(cgroup)) == 400000
+    (cgroup / "memory.max").write_text("max\n")
+    assert aux_funcs.available_memory(str(meminfo), str(cgroup)) == 1000 * 1024
+    assert aux_funcs.available_memory(str(tmp_path / "none"), str(tmp_path / "none")) is None

@@ -4,6 +4,8 @@ TensorFlow is imported, and every file the user had before is left byte for byte
 Mistakes in checkpoints (missing, damaged, from another text or shape) are in
 test_checkpoints.py, beside the checkpoints they damage.
 """
+import re
+
 import pytest
 
 from conftest import files_of, run_script as run, unprivileged
@@ -116,6 +118,9 @@ BAD_INPUTS = {
         [], ["story.txt", "--batch-size", "10"],
         "--batch-size 10 cuts the 821 characters to train on into tracks of 82, shorter than "
         "one window of --seq-length 100 + 1; use a smaller batch"),
+    "a model too big for the machine": (
+        [], ["story.txt", "--hidden-dim", "1000000"],
+        "--hidden-dim 1000000 --batch-size 1 --seq-length 100 needs about"),
     "a prime the text does not have": ([], ["story.txt", "--prime", "Zoë"],
                                        "characters the model does not know: 'Z' 'ë'"),
     # Where the output goes.
@@ -171,3 +176,15 @@ def test_bad_input_files_and_folders(workdir, no_tensorflow, case):
     prefix = unprivileged() if case in PERMISSION_CASES else []
     result = run(args, workdir, no_tensorflow, prefix)
     assert_one_line_and_nothing_lost(result, 1, words, before, workdir)
+
+
+def test_a_model_too_big_says_what_it_needs_and_what_to_lower(workdir, no_tensorflow):
+    result = run(["story.txt", "--hidden-dim", "1000000", "--batch-size", "2"], workdir,
+                 no_tensorflow)
+    needed, available = map(float, re.search(
+        r"needs about ([\d,.]+) GiB .* than the ([\d,.]+) GiB of memory available",
+        result.stderr.replace(",", "")).groups())
+    # 1,000,084 x 4,000,000 kernel numbers alone, times seven copies of 4 bytes.
+    assert needed > 7 * 4 * 1_000_084 * 4_000_000 / 2**30
+    assert 0 < available < needed
+    assert result.stderr.rstrip().endswith("lower --hidden-dim, --batch-size or --seq-length")

@@ -377,3 +377,12 @@ def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, mon
 def test_where_the_copy_measured_no_faster_tensorflows_gradient_stays(lstm, tf, options):
     model, _ = build(lstm, tf, **options)
     assert "kernel_transposed" not in [op.name for op in model.graph.get_operations()]
+
+
+def test_the_memory_estimate_counts_every_weight_of_the_graph(lstm, model):
+    """training_bytes refuses models too big for the machine; it must know the graph's size."""
+    graph_weights = sum(int(np.prod(variable.shape))
+                        for variable in model.graph.get_collection("trainable_variables"))
+    options = lstm.Options(hidden_dim=HIDDEN)
+    assert lstm.weight_count(options, VOCAB) == graph_weights
+    assert lstm.training_bytes(options, VOCAB) > 7 * 4 * graph_weights

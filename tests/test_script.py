@@ -163,3 +163,17 @@ def test_unusual_texts_train(workdir, name, content, distinct):
     found = reports(result.stdout, 30)
     assert len(found) == 2
     assert all(set(sample) <= set(content) - {"\r"} for _, sample in found)
+
+
+def test_running_out_of_memory_all_the_same_is_one_line(workdir, lstm, tf, monkeypatch):
+    """Where TensorFlow's allocator fails despite the estimate, the user reads one line."""
+    def out_of_memory(*unused):
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "OOM when allocating tensor with shape[60068,240000] and type float")
+    monkeypatch.setattr(lstm, "train", out_of_memory)
+    monkeypatch.chdir(workdir)
+    with pytest.raises(lstm.UserError) as refused:
+        lstm.main(["hamlet.txt", *TINY])
+    assert str(refused.value) == (
+        "out of memory (OOM when allocating tensor with shape[60068,240000] and type float); "
+        "lower --hidden-dim, --batch-size or --seq-length")

@@ -815,9 +815,15 @@ class Run:
         best = progress.best and aux_funcs.checkpoint_prefix(self.save_dir, progress.best[0])
         print(f"checkpoint: {checkpoint}" + (f", best: {best}" if best else ""), flush=True)
         if self.stop.signum:
-            print(f"tf-lstm-char.py: stopped by {signal.Signals(self.stop.signum).name} at "
-                  f"iteration {progress.iteration}; go on with: python tf-lstm-char.py "
-                  f"--resume --save-dir {self.save_dir}", file=sys.stderr)
+            name = signal.Signals(self.stop.signum).name
+            if progress.iteration >= self.options.iterations:
+                # It came while the whole held-out text was scored, after the last step.
+                print(f"tf-lstm-char.py: {name} came after the last iteration; the run is "
+                      "complete, there is nothing to resume", file=sys.stderr)
+            else:
+                print(f"tf-lstm-char.py: stopped by {name} at iteration {progress.iteration}; "
+                      f"go on with: python tf-lstm-char.py --resume --save-dir "
+                      f"{self.save_dir}", file=sys.stderr)
             return 128 + self.stop.signum
         return 0
 

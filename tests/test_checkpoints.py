@@ -563,3 +563,27 @@ def test_options_are_resolved_once_and_frozen(lstm, trained):
     assert for_sampling.hidden_dim == 16 and for_sampling.seq_length == 100  # default
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.iterations = 60
+
+
+def test_a_signal_during_the_closing_evaluation_does_not_ask_to_resume(lstm, tmp_path,
+                                                                       monkeypatch, capsys):
+    """Ctrl-C while the whole held-out text is scored, after the last step: the run is
+    complete, so the last line says so instead of suggesting --resume."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
+    scored = lstm.evaluate
+
+    def interrupted(session, evaluation, tracks):
+        if tracks.size > lstm.VAL_SLICE_CHARS:  # the closing evaluation, not a report's
+            os.kill(os.getpid(), signal.SIGINT)
+        return scored(session, evaluation, tracks)
+
+    monkeypatch.setattr(lstm, "evaluate", interrupted)
+    monkeypatch.chdir(tmp_path)
+    code = lstm.main(["long.txt", "--iterations", "3", "--hidden-dim", "8", "--seq-length",
+                      "10", "--sample-every", "2", "--sample-length", "5", "--save-dir", "ckpt"])
+    assert code == 130
+    stderr = capsys.readouterr().err
+    assert stderr == ("tf-lstm-char.py: SIGINT came after the last iteration; the run is "
+                      "complete, there is nothing to resume\n")
+    assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1] == "ckpt-3"

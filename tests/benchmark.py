@@ -115,6 +115,15 @@ def fed_with_ids(tf, model, vocab_size, batch):
     return graph, x_ids, y_ids
 
 
+def load_script():
+    """tf-lstm-char.py as a module (its name has dashes), with aux_funcs importable."""
+    sys.path.insert(0, REPO)
+    spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
+    lstm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lstm)
+    return lstm
+
+
 def worker(name, iterations):
     """Measure one configuration in this process; print one JSON line."""
     _, batch, feed, onednn, xla, bf16, samplers, environment = CONFIGS[name]
@@ -126,10 +135,7 @@ def worker(name, iterations):
         return
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
     os.environ.update(environment)
-    sys.path.insert(0, REPO)
-    spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
-    lstm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lstm)
+    lstm = load_script()
     if feed == "tf-gradient":
         lstm.transpose_kernel_once = lambda *unused: None
     import aux_funcs
@@ -200,10 +206,7 @@ def profile_worker(batch, xla):
     """Trace a few training steps of the defaults at `batch` with TensorFlow's step stats; print
     one JSON line: the step's wall time, how many ops ran, and the ops that took longest."""
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    sys.path.insert(0, REPO)
-    spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
-    lstm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lstm)
+    lstm = load_script()
     import aux_funcs
     import numpy as np
 

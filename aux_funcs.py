@@ -134,9 +134,13 @@ def plot(loss_hist, smooth_loss_hist, it, it_per_epoch, name, plots_dir="plots",
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", framealpha=0.9)
     os.makedirs(plots_dir, exist_ok=True)
-    path = os.path.join(plots_dir, f"{name}_loss.png")
+    path = loss_plot_path(plots_dir, name)
     write_atomically(path, lambda handle: fig.savefig(handle, format="png"))
     return path
+
+
+def loss_plot_path(plots_dir, name):
+    return os.path.join(plots_dir, f"{name}_loss.png")
 
 
 # Beyond the post: the text as ids ---------------------------------------------------------

@@ -675,7 +675,7 @@ class Run:
             RUNS, aux_funcs.text_name_of(options.text_file))
         # The plot and history are named after the run's folder, so they are its own too.
         self.name = os.path.basename(os.path.normpath(self.save_dir))
-        self.plot_path = os.path.join(options.plots_dir, f"{self.name}_loss.png")
+        self.plot_path = aux_funcs.loss_plot_path(options.plots_dir, self.name)
         self.history_path = os.path.join(options.plots_dir, f"{self.name}_history.csv")
 
         self.info = {"format": aux_funcs.CHECKPOINT_FORMAT, "vocabulary": self.vocab,

@@ -729,10 +729,10 @@ class Run:
         try:
             with aux_funcs.StopRequest() as self.stop:
                 yield self
-                if self.sliced and not self.stop.signum:
+                if not self.sliced and self.progress.val_points:
+                    self.val_loss_all = self.progress.val_points[-1][1]  # all of it already
+                elif self.sliced and not self.stop.signum:
                     self.val_loss_all = self.evaluate(session, held_out_tracks(self.val_ids))
-                elif self.progress.val_points:  # the last report scored all of it
-                    self.val_loss_all = self.progress.val_points[-1][1]
         finally:
             self.summaries.close()
             self.elapsed = time.perf_counter() - self.started_at
@@ -803,13 +803,15 @@ class Run:
         print(f"trained {done} iterations in {aux_funcs.format_duration(self.elapsed)} "
               f"({done / self.elapsed:.2f} iterations/s), "
               f"final smoothed loss {progress.smooth_loss_hist[-1]:.4f}")
-        if self.val_loss_all is not None:
-            print(f"validation loss on all {len(self.val_ids):,} held-out characters: "
-                  f"{self.val_loss_all:.4f} nats, {self.val_loss_all / math.log(2):.3f} bits "
-                  f"per character; at the best report ({progress.best[0]}), "
-                  f"{self.val_label} {progress.best[1]:.4f} nats; evaluating took "
-                  f"{self.eval_seconds:.1f}s ({100 * self.eval_seconds / self.elapsed:.1f}% "
-                  "of the time)")
+        if progress.best:
+            # Stopped early, the whole held-out text was not scored: only the reports' slice.
+            whole = "" if self.val_loss_all is None else (
+                f"validation loss on all {len(self.val_ids):,} held-out characters: "
+                f"{self.val_loss_all:.4f} nats, {self.val_loss_all / math.log(2):.3f} bits "
+                "per character; ")
+            print(f"{whole}at the best report ({progress.best[0]}), {self.val_label} "
+                  f"{progress.best[1]:.4f} nats; evaluating took {self.eval_seconds:.1f}s "
+                  f"({100 * self.eval_seconds / self.elapsed:.1f}% of the time)")
         print(f"loss plot: {self.plot_path}, history: {self.history_path}")
         checkpoint = aux_funcs.checkpoint_prefix(self.save_dir, progress.iteration)
         best = progress.best and aux_funcs.checkpoint_prefix(self.save_dir, progress.best[0])

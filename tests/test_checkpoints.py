@@ -587,3 +587,28 @@ def test_a_signal_during_the_closing_evaluation_does_not_ask_to_resume(lstm, tmp
     assert stderr == ("tf-lstm-char.py: SIGINT came after the last iteration; the run is "
                       "complete, there is nothing to resume\n")
     assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1] == "ckpt-3"
+
+
+def test_a_run_stopped_early_does_not_claim_to_have_scored_all_held_out_text(lstm, tmp_path,
+                                                                            monkeypatch,
+                                                                            capsys):
+    """Stopped by a signal, a run on a long text skips scoring the whole held-out part: its
+    closing lines give the best report's slice, not a figure for all of it."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
+    stepped = lstm.Run.after_step
+
+    def interrupted(run):
+        if run.progress.iteration == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return stepped(run)
+
+    monkeypatch.setattr(lstm.Run, "after_step", interrupted)
+    monkeypatch.chdir(tmp_path)
+    code = lstm.main(["long.txt", "--iterations", "1000", "--hidden-dim", "8", "--seq-length",
+                      "10", "--sample-every", "2", "--sample-length", "5", "--save-dir", "ckpt"])
+    assert code == 130
+    out = capsys.readouterr().out
+    assert "held-out characters" not in out
+    assert re.search(r"^at the best report \([0-3]\), val\[:20000\] \d\.\d{4} nats; evaluating "
+                     r"took", out, re.MULTILINE), out

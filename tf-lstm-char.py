@@ -29,7 +29,9 @@ more); training (smoothed) and held-out losses in bits per character:
 
 Hyperparameters:
     seq_length     characters in one training window; gradients flow back this far
-    hidden_dim     size of the LSTM's cell state c and output h
+    hidden_dim     size of the LSTM's cell state c and output h, in each layer
+    num_layers     LSTM layers stacked, each reading the outputs of the one below (1 in the post)
+    dropout        probability of dropping each layer's outputs while training (0 in the post)
     batch_size     tracks of the text trained side by side (the original trains on one)
     learning_rate  step size of the optimizer (Adam, or plain gradient descent)
     iterations     training windows processed; one epoch is len(text) / seq_length of them
@@ -64,7 +66,8 @@ RULE = "-" * 72
 # What an option is to a checkpoint, declared once beside its default. MODEL options shape
 # the weights: a checkpoint restores only into a graph built with the same ones, so --resume
 # refuses others and --sample takes them from it. The SPLIT decides which text is trained on,
-# so --resume keeps it. RUN options are stored, and --resume takes them unless typed again.
+# so --resume keeps it. RUN options are stored, and --resume takes them unless typed again
+# (--dropout is one: it adds to the graph but no weights).
 # The others belong to one command. A checkpoint written before an option existed gets the
 # option's default.
 MODEL, SPLIT, RUN = "model", "split", "run"
@@ -82,6 +85,8 @@ class Options:
     encoding: str = option("utf-8", RUN)
     val_fraction: float = option(0.1, SPLIT)
     hidden_dim: int = option(500, MODEL)
+    num_layers: int = option(1, MODEL)
+    dropout: float = option(0.0, RUN)
     iterations: int = option(4001, RUN)
     seq_length: int = option(100, RUN)
     batch_size: int = option(1, MODEL)
@@ -126,8 +131,9 @@ def build_graph(tf, vocab_size, options):
 
     x and y are one-hot windows, time-major: [steps, batch_size, vocab_size]; init_state is
     the LSTM's c and h to start from, and final_state where the window left them, stacked
-    alike so that the loop feeds one back as the other. Every tensor keeps the post's name,
-    so a saved graph can be reopened by name.
+    alike so that the loop feeds one back as the other: [2, batch_size, hidden_dim] for the
+    post's one layer, [num_layers, 2, batch_size, hidden_dim] for more. Every tensor keeps
+    the post's name, so a saved graph can be reopened by name.
     """
     tf1 = tf.compat.v1
     graph = tf.Graph()
@@ -137,19 +143,23 @@ def build_graph(tf, vocab_size, options):
         batch_size, hidden_dim = options.batch_size, options.hidden_dim
         x = tf1.placeholder(tf.float32, [None, batch_size, vocab_size], name="x")
         y = tf1.placeholder(tf.float32, [None, batch_size, vocab_size], name="y")
-        init_state = tf1.placeholder(tf.float32, [2, batch_size, hidden_dim], name="init_state")
+        init_state = tf1.placeholder(tf.float32, state_shape(options), name="init_state")
         # The post's Glorot-uniform kernel, given explicitly so that --seed reaches it too.
         cell = tf1.nn.rnn_cell.LSTMCell(hidden_dim, state_is_tuple=True,
                                        initializer=tf1.glorot_uniform_initializer())
         rnn_tuple_state = tf1.nn.rnn_cell.LSTMStateTuple(init_state[0], init_state[1])
+        keep_prob = None
+        if options.num_layers > 1 or options.dropout > 0:
+            cell, rnn_tuple_state, keep_prob = deeper_cell(tf, cell, init_state, options)
         out_w = tf1.get_variable("out_w", shape=[hidden_dim, vocab_size])
         # Zero where the post's is random, so that the untrained network's loss is
         # log(vocab_size), the value loss_hist starts from.
         out_b = tf1.get_variable("out_b", shape=[vocab_size],
                                  initializer=tf1.zeros_initializer())
         h_states, current_state = tf1.nn.dynamic_rnn(cell, x, initial_state=rnn_tuple_state,
-                                                     time_major=True)
-        final_state = tf.stack([current_state.c, current_state.h], name="final_state")
+                                                     time_major=True,
+                                                     parallel_iterations=steps_at_once(options))
+        final_state = stack_state(tf, current_state, name="final_state")
         # One row per step and stream, row t * batch_size + b (the post's h_states[:, 0, :]
         # for any batch size).
         logits = tf.identity(tf.matmul(tf.reshape(h_states, [-1, hidden_dim]), out_w) + out_b,
@@ -172,11 +182,11 @@ def build_graph(tf, vocab_size, options):
             training = clipped_minimize(tf, optimizer, loss, options.clip)
         init = tf1.global_variables_initializer()
     return Model(graph, x, y, init_state, cell, out_w, out_b, final_state, logits,
-                 temperature, probabilities, loss, training, init)
+                 temperature, probabilities, loss, training, init, keep_prob)
 
 
 Model = namedtuple("Model", "graph x y init_state cell out_w out_b final_state logits "
-                            "temperature probabilities loss training init")
+                            "temperature probabilities loss training init keep_prob")
 
 
 def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=False):
@@ -219,7 +229,8 @@ def train(session, model, batches, options, run):
             progress.state = np.zeros_like(progress.state)
         _loss, _, progress.state = session.run(
             [model.loss, model.training, model.final_state],
-            {model.x: inputs, model.y: targets, model.init_state: progress.state})
+            {model.x: inputs, model.y: targets, model.init_state: progress.state,
+             **dropout_feed(model, options)})
         loss_hist.append(float(_loss))
         smooth_loss.append(smooth_loss[-1] * 0.999 + loss_hist[-1] * 0.001)
         progress.iteration, progress.position = it + 1, batches.position
@@ -257,6 +268,77 @@ def main(argv=None):
     return run.close()
 
 
+# Beyond the post: layers and dropout ------------------------------------------------------
+
+def state_shape(options):
+    """The shape of init_state and final_state: each layer's c and h for each stream."""
+    one_layer = [2, options.batch_size, options.hidden_dim]
+    return one_layer if options.num_layers == 1 else [options.num_layers] + one_layer
+
+
+def with_streams(state, batch_size):
+    """The shape of a state stacked as the tensor `state` is, for batch_size streams."""
+    shape = state.shape.as_list()
+    shape[-2] = batch_size
+    return shape
+
+
+def deeper_cell(tf, first_layer, init_state, options):
+    """The post's cell made deeper and regularised, as TensorFlow's PTB tutorial does it: a
+    MultiRNNCell of num_layers LSTMCells, each wrapped in a DropoutWrapper on its output when
+    options.dropout is above 0. Returns the cell, its state from init_state, and the keep
+    probability, a placeholder that only the training step feeds (None without dropout), so
+    that evaluation, the samplers and a graph reopened by name run without dropout."""
+    tf1 = tf.compat.v1
+    layers = [first_layer] + [
+        tf1.nn.rnn_cell.LSTMCell(options.hidden_dim, state_is_tuple=True,
+                                 initializer=tf1.glorot_uniform_initializer())
+        for _ in range(options.num_layers - 1)]
+    keep_prob = None
+    if options.dropout > 0:
+        keep_prob = tf1.placeholder_with_default(1.0, [], name="keep_prob")
+        layers = [tf1.nn.rnn_cell.DropoutWrapper(layer, output_keep_prob=keep_prob)
+                  for layer in layers]
+    cell = layers[0] if options.num_layers == 1 else tf1.nn.rnn_cell.MultiRNNCell(layers)
+    return cell, cell_state(tf, init_state), keep_prob
+
+
+def cell_state(tf, stacked):
+    """A state stacked as init_state is, as the cell takes it: one LSTMStateTuple a layer."""
+    LSTMStateTuple = tf.compat.v1.nn.rnn_cell.LSTMStateTuple
+    if stacked.shape.rank == 3:
+        return LSTMStateTuple(stacked[0], stacked[1])
+    return tuple(LSTMStateTuple(layer[0], layer[1]) for layer in tf.unstack(stacked))
+
+
+def stack_state(tf, state, name=None):
+    """The cell's state stacked as init_state is: [2, batch, hidden] for one layer,
+    [layers, 2, batch, hidden] for more."""
+    if isinstance(state, tuple) and not hasattr(state, "c"):
+        return tf.stack([tf.stack([layer.c, layer.h]) for layer in state], name=name)
+    return tf.stack([state.c, state.h], name=name)
+
+
+def steps_at_once(options):
+    """How many of the loop's steps dynamic_rnn may run at once: TensorFlow's 32, or one at a
+    time where dropout is to repeat with --seed. Each layer's dropout draws its masks from one
+    random generator; steps run side by side take their masks in whatever order they reach
+    it, so the same seed gave other masks (and losses) from the second step on. One step at a
+    time was 5-25% slower here (2 layers, batch 32)."""
+    return 1 if options.dropout > 0 and options.seed is not None else 32
+
+
+def dropout_feed(model, options):
+    """What the training step feeds besides the post's x, y and init_state: the keep
+    probability, where the graph has dropout."""
+    return {} if model.keep_prob is None else {model.keep_prob: 1.0 - options.dropout}
+
+
+def top_output(state):
+    """The top layer's h in a cell's state: the output the logits are made from."""
+    return state.h if hasattr(state, "h") else state[-1].h
+
+
 # Beyond the post: held-out evaluation -----------------------------------------------------
 
 # Held-out text is read as tracks side by side, each from a zero state: characters per track
@@ -277,20 +359,19 @@ def add_evaluation(tf, model):
     side by side, each window's first row only as input and its last only as target. It
     gives the summed loss, so windows of any length add up to a mean over the whole text."""
     tf1 = tf.compat.v1
-    vocab_size, hidden_dim = model.x.shape[2], model.init_state.shape[2]
+    vocab_size = model.x.shape[2]
     ids = tf1.placeholder(tf.int32, [None, None], name="val_ids")
-    init_state = tf1.placeholder(tf.float32, [2, None, hidden_dim], name="val_init_state")
+    init_state = tf1.placeholder(tf.float32, with_streams(model.init_state, None),
+                                 name="val_init_state")
     outputs, last = tf1.nn.dynamic_rnn(
-        model.cell, tf.one_hot(ids[:-1], vocab_size),
-        initial_state=tf1.nn.rnn_cell.LSTMStateTuple(init_state[0], init_state[1]),
+        model.cell, tf.one_hot(ids[:-1], vocab_size), initial_state=cell_state(tf, init_state),
         time_major=True, scope="val_rnn")
     loss_sum = tf.reduce_sum(
         tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.one_hot(tf.reshape(ids[1:], [-1]), vocab_size),
             logits=output_layer(tf, model, outputs)),
         name="val_loss_sum")
-    return Evaluation(ids, init_state, tf.stack([last.c, last.h], name="val_final_state"),
-                      loss_sum)
+    return Evaluation(ids, init_state, stack_state(tf, last, name="val_final_state"), loss_sum)
 
 
 def output_layer(tf, model, lstm_outputs):
@@ -313,7 +394,7 @@ def evaluate(session, evaluation, val_tracks):
     """Mean loss, in nats per character, over held-out tracks (time-major, one per column),
     each read from a zero state with its state carried from window to window."""
     steps, count = val_tracks.shape
-    state = np.zeros((2, count, evaluation.init_state.shape[2]), dtype=np.float32)
+    state = np.zeros(with_streams(evaluation.init_state, count), dtype=np.float32)
     total = 0.0
     for start in range(0, steps - 1, VAL_WINDOW):
         loss_sum, state = session.run(
@@ -344,7 +425,7 @@ def add_sampler(tf, model):
     session.run. A piece starts from `start_state` (by default the prime's) and ends in
     `end_state`, where the next piece goes on."""
     tf1 = tf.compat.v1
-    vocab_size, hidden_dim = model.x.shape[2], model.init_state.shape[2]
+    vocab_size = model.x.shape[2]
     prime = tf1.placeholder(tf.int32, [None], name="sample_prime")
     length = tf1.placeholder(tf.int32, [], name="sample_length")
     use_argmax = tf1.placeholder_with_default(False, [], name="argmax")
@@ -352,12 +433,13 @@ def add_sampler(tf, model):
         model.cell, tf.one_hot(prime[:, tf.newaxis], vocab_size),
         initial_state=model.cell.zero_state(1, tf.float32), time_major=True,
         scope="sample_rnn")
-    start_state = tf1.placeholder_with_default(
-        tf.stack([prime_state.c, prime_state.h]), [2, 1, hidden_dim], name="sample_start_state")
+    start_state = tf1.placeholder_with_default(stack_state(tf, prime_state),
+                                               with_streams(model.init_state, 1),
+                                               name="sample_start_state")
 
     def draw_one(i, state, drawn):
-        # The cell's output is its h, so the scores come from the state.
-        scores = output_layer(tf, model, state.h) / model.temperature
+        # The cell's output is its top layer's h, so the scores come from the state.
+        scores = output_layer(tf, model, top_output(state)) / model.temperature
         next_id = tf1.where(use_argmax, tf.argmax(scores, axis=1, output_type=tf.int32),
                             tf.random.categorical(scores, 1, dtype=tf.int32)[:, 0])
         _, state = model.cell(tf.one_hot(next_id, vocab_size), state)
@@ -365,10 +447,9 @@ def add_sampler(tf, model):
 
     _, end_state, drawn = tf.while_loop(
         lambda i, *rest: i < length, draw_one,
-        [tf.constant(0), tf1.nn.rnn_cell.LSTMStateTuple(start_state[0], start_state[1]),
-         tf.TensorArray(tf.int32, size=length)])
+        [tf.constant(0), cell_state(tf, start_state), tf.TensorArray(tf.int32, size=length)])
     return Sampler(prime, length, use_argmax, tf.identity(drawn.stack(), name="sample_ids"),
-                   start_state, tf.stack([end_state.c, end_state.h], name="sample_end_state"),
+                   start_state, stack_state(tf, end_state, name="sample_end_state"),
                    tf1.RunOptions(inter_op_thread_pool=SAMPLER_POOL))
 
 
@@ -590,9 +671,16 @@ def sample_from_checkpoint(typed):
 # Beyond the post: a model too big for the machine ---------------------------------------
 
 def weight_count(options, vocab_size):
-    """The graph's trainable numbers: the cell's kernel and bias, out_w and out_b."""
+    """The graph's trainable numbers: each layer's kernel and bias, out_w and out_b."""
     hidden = options.hidden_dim
-    return (vocab_size + hidden) * 4 * hidden + 4 * hidden + hidden * vocab_size + vocab_size
+    layers = sum((inputs + hidden) * 4 * hidden + 4 * hidden
+                 for inputs in layer_inputs(options, vocab_size))
+    return layers + hidden * vocab_size + vocab_size
+
+
+def layer_inputs(options, vocab_size):
+    """The width of each layer's input: the one-hot character, then the layer below's h."""
+    return [vocab_size] + [options.hidden_dim] * (options.num_layers - 1)
 
 
 def training_bytes(options, vocab_size):
@@ -600,14 +688,16 @@ def training_bytes(options, vocab_size):
     the weights (the weights, their gradient, Adam's two slots, and in the backward pass the
     kernel's gradient of one step, its running sum and the transposed kernel), one window's
     activations kept for the backward pass, and the held-out tracks scored side by side."""
-    hidden, inputs = options.hidden_dim, vocab_size + options.hidden_dim
+    hidden = options.hidden_dim
     weights = weight_count(options, vocab_size)
-    # Per step and stream: the concatenated input, the gates before and after their
-    # activations, c and h; per row of logits: scores, probabilities and their gradients;
-    # doubled for the gradients of them all.
+    # Per step, stream and layer: the concatenated input, the gates before and after their
+    # activations, c and h; per row of logits: scores, probabilities and
+    # their gradients; doubled for the gradients of them all.
     rows = options.seq_length * options.batch_size
-    window = 2 * rows * (inputs + 10 * hidden + 4 * vocab_size)
-    evaluation = VAL_MAX_TRACKS * VAL_WINDOW * (hidden + vocab_size)
+    window = 2 * rows * (sum(inputs + 10 * hidden for inputs in layer_inputs(options,
+                                                                             vocab_size))
+                         + 4 * vocab_size)
+    evaluation = VAL_MAX_TRACKS * VAL_WINDOW * (options.num_layers * hidden + vocab_size)
     return 4 * (7 * weights + window + evaluation)
 
 
@@ -615,11 +705,14 @@ def check_memory(options, vocab_size):
     """Refuse, in one line, a model whose training needs more memory than is available."""
     needed, available = training_bytes(options, vocab_size), aux_funcs.available_memory()
     if available is not None and needed > available:
-        raise UserError(f"--hidden-dim {options.hidden_dim} --batch-size {options.batch_size} "
-                        f"--seq-length {options.seq_length} needs about {needed / 2**30:,.1f} "
-                        "GiB to train (weights, Adam's slots, a window's activations), more "
-                        f"than the {available / 2**30:,.1f} GiB of memory available; lower "
-                        "--hidden-dim, --batch-size or --seq-length")
+        layers = f"--num-layers {options.num_layers} " if options.num_layers > 1 else ""
+        raise UserError(f"{layers}--hidden-dim {options.hidden_dim} --batch-size "
+                        f"{options.batch_size} --seq-length {options.seq_length} needs about "
+                        f"{needed / 2**30:,.1f} GiB to train (weights, Adam's slots, a "
+                        "window's activations), more than the "
+                        f"{available / 2**30:,.1f} GiB of memory available; lower "
+                        f"{'--num-layers, ' if layers else ''}--hidden-dim, --batch-size or "
+                        "--seq-length")
 
 
 @contextlib.contextmanager
@@ -698,8 +791,7 @@ class Run:
             self.rng.bit_generator.state = resumed.info["rng_state"]
         else:
             start = math.log(len(self.vocab))
-            self.progress = Progress(0, 0, np.zeros((2, options.batch_size,
-                                                     options.hidden_dim), np.float32),
+            self.progress = Progress(0, 0, np.zeros(state_shape(options), np.float32),
                                      [start], [start], [], None)
         scored = (f" (the first {VAL_SLICE_CHARS:,} scored at each report, all at the end)"
                   if self.sliced else "")
@@ -894,12 +986,20 @@ def fraction_up_to_half(value):
     return number
 
 
+def dropout_probability(value):
+    number = float(value)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 up to (not including) 1, got {value}")
+    return number
+
+
 # argparse names the type function in its message ("invalid positive_int value"), so give
 # each one a name a user can read.
 positive_int.__name__ = "positive integer"
 non_negative_int.__name__ = "non-negative integer"
 positive_float.__name__ = "positive number"
 fraction_up_to_half.__name__ = "fraction"
+dropout_probability.__name__ = "probability"
 
 
 def build_parser():
@@ -924,7 +1024,14 @@ def build_parser():
 
     model = parser.add_argument_group("model")
     model.add_argument("--hidden-dim", type=positive_int, metavar="N",
-                       help="size of the LSTM state (default: %(default)s)")
+                       help="size of the LSTM state, in each layer (default: %(default)s)")
+    model.add_argument("--num-layers", type=positive_int, metavar="N",
+                       help="LSTM layers stacked, each reading the outputs of the one below; "
+                            "1 is the original (default: %(default)s)")
+    model.add_argument("--dropout", type=dropout_probability, metavar="P",
+                       help="while training, drop each layer's outputs with probability P, "
+                            "against memorising a small text; 0 is the original, and it may "
+                            "change on --resume (default: %(default)s)")
 
     optim = parser.add_argument_group("optimization")
     optim.add_argument("--iterations", type=positive_int, metavar="N",
@@ -1006,7 +1113,8 @@ def build_parser():
 def transpose_kernel_once(tf, graph, cell, options):
     """Have the backward pass multiply by the kernel transposed once a window, not every step.
 
-    Each step of the loop computes gates = concat([x, h]) @ kernel, and its gradient with
+    Each layer, at each step of the loop, computes gates = concat([x, h]) @ kernel (x being
+    the layer below's h above the first), and the gradient with
     respect to concat([x, h]) is dgates @ kernel^T. TensorFlow's gradient asks oneDNN for that
     product with the kernel transposed on the fly, at every step. Measured on an AVX-512
     processor, that was the largest op of a batch-32 step, and the backward pass given a copy
@@ -1023,18 +1131,31 @@ def transpose_kernel_once(tf, graph, cell, options):
         return
     loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
     body = getattr(loops[0], "_body_graph", None) if len(loops) == 1 else None
-    products = [op for op in body.get_operations() if op.type == "MatMul"] if body else []
-    if len(products) != 1 or not hasattr(products[0], "_gradient_function"):
+    if body is None:
         return
-    kernel = next(variable for variable in cell.variables if "kernel" in variable.name)
-    kernel_transposed = tf.transpose(kernel, name="kernel_transposed")
+    # Inside the loop each layer's product reads its kernel through a captured tensor.
+    outside = {inner.ref(): outer for outer, inner in body.captures}
+    kernels = [variable for variable in cell.variables if "kernel" in variable.name]
+    products = {}
+    for op in body.get_operations():
+        read = outside.get(op.inputs[1].ref()) if op.type == "MatMul" else None
+        for kernel in kernels:
+            if read is not None and read.name.startswith(kernel.op.name + "/"):
+                products[kernel.ref()] = op
+    if len(products) != len(kernels) or not all(
+            hasattr(op, "_gradient_function") for op in products.values()):
+        return
+    for kernel in kernels:
+        products[kernel.ref()]._gradient_function = transposed_gradient(
+            tf, tf.transpose(kernel, name="kernel_transposed"))
 
+
+def transposed_gradient(tf, kernel_transposed):
+    """The gradient of concat([x, h]) @ kernel, given the kernel transposed already."""
     def gradient(product, dgates):
-        inputs = product.inputs[0]
         return (tf.matmul(dgates, kernel_transposed),
-                tf.matmul(inputs, dgates, transpose_a=True))
-
-    products[0]._gradient_function = gradient
+                tf.matmul(product.inputs[0], dgates, transpose_a=True))
+    return gradient
 
 
 # Beyond the post: TensorFlow's quiet start ------------------------------------------------

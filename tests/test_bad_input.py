@@ -61,6 +61,10 @@ def assert_one_line_and_nothing_lost(result, code, words, before, folder):
     (["--val-fraction", "-0.1"], "--val-fraction: must be from 0 to 0.5, got -0.1"),
     (["--clip", "0"], "--clip: must be a positive finite number"),
     (["--seed", "-1"], "--seed: must be 0 or more"),
+    (["--num-layers", "0"], "--num-layers: must be a positive integer"),
+    (["--dropout", "1"], "--dropout: must be from 0 up to (not including) 1, got 1"),
+    (["--dropout", "-0.2"], "--dropout: must be from 0 up to (not including) 1, got -0.2"),
+    (["--dropout", "half"], "--dropout: invalid probability value: 'half'"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
     (["--sample", "--resume"], "--sample and --resume do not go together"),
     (["--best"], "--best goes with --sample"),
@@ -188,3 +192,13 @@ def test_a_model_too_big_says_what_it_needs_and_what_to_lower(workdir, no_tensor
     assert needed > 7 * 4 * 1_000_084 * 4_000_000 / 2**30
     assert 0 < available < needed
     assert result.stderr.rstrip().endswith("lower --hidden-dim, --batch-size or --seq-length")
+
+
+def test_a_deep_model_too_big_names_the_layers_among_what_to_lower(workdir, no_tensorflow):
+    result = run(["story.txt", "--hidden-dim", "30000", "--num-layers", "40"], workdir,
+                 no_tensorflow)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "--num-layers 40 --hidden-dim 30000 --batch-size 1 --seq-length 100 needs" in \
+        result.stderr
+    assert result.stderr.rstrip().endswith(
+        "lower --num-layers, --hidden-dim, --batch-size or --seq-length")

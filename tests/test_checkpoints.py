@@ -95,9 +95,10 @@ def test_the_saved_graph_reopens_by_name_without_the_code(lstm, tf, trained):
     assert not np.allclose(untrained, rebuilt, atol=1e-3)
 
 
-def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
+@pytest.mark.parametrize("layers", [[], ["--num-layers", "2"]])
+def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path, layers):
     (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
-    common = ["richard.txt", "--seed", "5", *TINY]
+    common = ["richard.txt", "--seed", "5", *TINY, *layers]
     whole = run([*common, "--iterations", "40", "--save-dir", "whole"], tmp_path)
     half = run([*common, "--iterations", "20", "--save-dir", "split"], tmp_path)
     rest = run(["--resume", "--iterations", "40", "--save-dir", "split"], tmp_path)
@@ -109,6 +110,7 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
     assert split_info["position"] == whole_info["position"]
     assert split_info["best"] == whole_info["best"]
     assert split_arrays["val_points"][:, 0].tolist() == [0, 10, 20, 30, 40]
+    assert split_arrays["state"].shape == (2, 2, 1, 16) if layers else (2, 1, 16)
     for name in ("loss_hist", "smooth_loss_hist", "state", "val_points"):
         assert len(split_arrays[name]) == len(whole_arrays[name])
         np.testing.assert_allclose(split_arrays[name], whole_arrays[name], rtol=0, atol=1e-6)
@@ -122,16 +124,41 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path):
                                    rtol=0, atol=1e-6, err_msg=name)
 
 
+def test_a_deep_run_with_dropout_samples_and_resumes_with_another_dropout(tmp_path):
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    trained = run(["richard.txt", "--num-layers", "3", "--dropout", "0.4", "--iterations",
+                   "20", "--save-dir", "deep", *TINY], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    info, arrays = aux_funcs.load_run_state(str(tmp_path / "deep" / "ckpt-20"))
+    assert (info["options"]["num_layers"], info["options"]["dropout"]) == (3, 0.4)
+    assert arrays["state"].shape == (3, 2, 1, 16)
+    sampled = [run(["--sample", "--save-dir", "deep", "--sample-length", "40", "--seed", "2",
+                    "--sampler", sampler, "--argmax"], tmp_path) for sampler in ("graph",
+                                                                                 "feed")]
+    for result in sampled:
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout) == 41 and set(result.stdout) <= set(TEXT)
+    assert sampled[0].stdout == sampled[1].stdout
+    resumed = run(["--resume", "--save-dir", "deep", "--dropout", "0", "--iterations", "30"],
+                  tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    info, _ = aux_funcs.load_run_state(str(tmp_path / "deep" / "ckpt-30"))
+    assert (info["options"]["num_layers"], info["options"]["dropout"]) == (3, 0)
+
+
 @pytest.mark.parametrize("args, words", [
     (["--resume", "--hidden-dim", "32"],
      "--hidden-dim 32 does not match checkpoint ckpt/ckpt-30, which has 16"),
     (["--resume", "--optimizer", "sgd"], "--optimizer sgd does not match checkpoint"),
+    (["--resume", "--num-layers", "2"],
+     "--num-layers 2 does not match checkpoint ckpt/ckpt-30, which has 1"),
     (["--resume", "--val-fraction", "0.2"], "--val-fraction 0.2 does not match checkpoint"),
     (["--resume", "other.txt", "--iterations", "50"],
      "other.txt is not the text checkpoint ckpt/ckpt-30 was trained on"),
     (["--resume", "--iterations", "30"], "has done 30 iterations already"),
     (["richard.txt", "--iterations", "50"], "ckpt holds a checkpoint already; add --resume"),
     (["--sample", "--hidden-dim", "8"], "--hidden-dim 8 does not match"),
+    (["--sample", "--num-layers", "3"], "--num-layers 3 does not match"),
     (["--sample", "--prime", "Now Zoë"], "characters the model does not know: 'Z' 'ë'"),
 ])
 def test_mismatches_are_one_line_and_leave_the_checkpoint_alone(trained, no_tensorflow, args,

@@ -1,23 +1,24 @@
 """Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
 
-    python tests/benchmark.py            # about eight minutes on two cores
+    python tests/benchmark.py            # about fourteen minutes on two cores
     python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
     python tests/benchmark.py --profile  # only where a training step's time goes
 
-Every configuration trains hidden 500, 100 steps a window, on data/shakespeare.txt, in its own
-process (oneDNN and XLA are fixed when TensorFlow is imported). The configurations take turns,
-repeat after repeat, so that a slow minute of this shared machine falls on all of them; the
-table gives the median of the repeats and the ratio to the post's program measured in the same
-run. The "ids fed" row runs the same graph with x and y computed in the graph from integer ids
-(imported with an input_map), to show whether feeding ids instead of the post's one-hot windows
-would pay. Two rows undo one choice each, to show on this machine whether it still pays: the
-kernel transposed once a window for the backward pass, and oneDNN left free to use every
-instruction set (the AVX2 row caps it; the closing lines say which to use here). When torch is
-installed (`pip install torch`; it is not a requirement), PyTorch's nn.LSTM trains the same
-model, loss, optimizer and batch in the same run, and the ratios to it are printed; without it,
-its rows say how to get it. Then the profiles: the ops that take the most of one training step,
-from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB text,
-from start to the first report line.
+Every configuration trains hidden 500 (one layer, or two where it says so), 100 steps a window,
+on data/shakespeare.txt, in its own process (oneDNN and XLA are fixed when TensorFlow is
+imported). The configurations take turns, repeat after repeat, so that a slow minute of this
+shared machine falls on all of them; the table gives the median of the repeats and the ratio to
+the post's program measured in the same run. The "ids fed" row runs the same graph with x and y
+computed in the graph from integer ids (imported with an input_map), to show whether feeding ids
+instead of the post's one-hot windows would pay. Two rows undo one choice each, to show on this
+machine whether it still pays: the kernel transposed once a window for the backward pass, and
+oneDNN left free to use every instruction set (the AVX2 row caps it; the closing lines say which
+to use here). When torch is installed (`pip install torch`; it is not a requirement), PyTorch's
+nn.LSTM trains the same model, loss, optimizer and batch in the same run, and the ratios to it
+are printed; without it, its rows say how to get it. The 2-layer rows show what --num-layers 2
+costs, beside PyTorch's 2-layer nn.LSTM. Then the profiles: the ops that take the most of one
+training step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a
+100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -39,32 +40,36 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "tf-lstm-char.py")
 TEXT = os.path.join(REPO, "data", "shakespeare.txt")
 
-# name: (what it is, batch, feed, oneDNN, XLA, bf16, samplers, other environment)
+# name: (what it is, batch, layers, feed, oneDNN, XLA, bf16, samplers, other environment)
 CONFIGS = {
-    "baseline": ("the post's program: one-hot fed, oneDNN off, no XLA", 1, "one-hot", 0, "off",
-                 0, ["feed"], {}),
-    "defaults": ("defaults: one-hot fed, oneDNN, XLA at batch 1", 1, "one-hot", 1, "auto", 0,
-                 [], {}),
-    "ids": ("defaults, ids fed", 1, "ids", 1, "auto", 0, [], {}),
-    "no-xla": ("defaults --xla off", 1, "one-hot", 1, "off", 0, ["feed", "graph"], {}),
-    "pytorch": ("PyTorch nn.LSTM, the same model, loss and Adam", 1, "torch", 0, "off", 0, [],
-                {}),
-    "batch32": ("defaults --batch-size 32 (no XLA)", 32, "one-hot", 1, "auto", 0, [], {}),
+    "baseline": ("the post's program: one-hot fed, oneDNN off, no XLA", 1, 1, "one-hot", 0,
+                 "off", 0, ["feed"], {}),
+    "defaults": ("defaults: one-hot fed, oneDNN, XLA at batch 1", 1, 1, "one-hot", 1, "auto",
+                 0, [], {}),
+    "ids": ("defaults, ids fed", 1, 1, "ids", 1, "auto", 0, [], {}),
+    "no-xla": ("defaults --xla off", 1, 1, "one-hot", 1, "off", 0, ["feed", "graph"], {}),
+    "pytorch": ("PyTorch nn.LSTM, the same model, loss and Adam", 1, 1, "torch", 0, "off", 0,
+                [], {}),
+    "batch32": ("defaults --batch-size 32 (no XLA)", 32, 1, "one-hot", 1, "auto", 0, [], {}),
     "batch32-tf-gradient": ("--batch-size 32, TensorFlow's gradient (kernel transposed at "
-                            "each step)", 32, "tf-gradient", 1, "auto", 0, [], {}),
-    "batch32-avx2": ("--batch-size 32, oneDNN capped at AVX2", 32, "one-hot", 1, "auto", 0,
-                     [], {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
-    "batch32-xla": ("--batch-size 32 --xla on", 32, "one-hot", 1, "on", 0, [], {}),
-    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, "one-hot", 1, "auto",
-                     1, [], {}),
-    "pytorch32": ("PyTorch nn.LSTM, the same model, loss and Adam", 32, "torch", 0, "off", 0,
-                  [], {}),
+                            "each step)", 32, 1, "tf-gradient", 1, "auto", 0, [], {}),
+    "batch32-avx2": ("--batch-size 32, oneDNN capped at AVX2", 32, 1, "one-hot", 1, "auto",
+                     0, [], {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    "batch32-xla": ("--batch-size 32 --xla on", 32, 1, "one-hot", 1, "on", 0, [], {}),
+    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, 1, "one-hot", 1,
+                     "auto", 1, [], {}),
+    "pytorch32": ("PyTorch nn.LSTM, the same model, loss and Adam", 32, 1, "torch", 0, "off",
+                  0, [], {}),
+    "layers2": ("--batch-size 32 --num-layers 2", 32, 2, "one-hot", 1, "auto", 0, [], {}),
+    "layers2-bf16": ("--batch-size 32 --num-layers 2 --bf16", 32, 2, "one-hot", 1, "auto", 1,
+                     [], {}),
+    "pytorch32-layers2": ("PyTorch nn.LSTM, 2 layers", 32, 2, "torch", 0, "off", 0, [], {}),
 }
 # Without torch (not a requirement) its rows say how to get it.
 TORCH_MISSING = "pip install torch to compare"
 
 
-def torch_worker(batch, iterations):
+def torch_worker(batch, layers, iterations):
     """The same training as the defaults, in PyTorch: one-hot windows from the same
     BatchGenerator, time-major, an nn.LSTM of 500 and a linear layer to the scores, the mean
     cross-entropy, Adam at 1e-2, the final state carried into the next window. Returns the
@@ -80,7 +85,8 @@ def torch_worker(batch, iterations):
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
     batches = aux_funcs.BatchGenerator(aux_funcs.text_to_ids(text, char_to_idx), 100,
                                        vocab_size, batch)
-    lstm, output = torch.nn.LSTM(vocab_size, 500), torch.nn.Linear(500, vocab_size)
+    lstm = torch.nn.LSTM(vocab_size, 500, num_layers=layers)
+    output = torch.nn.Linear(500, vocab_size)
     optimizer = torch.optim.Adam([*lstm.parameters(), *output.parameters()], lr=1e-2)
     state = None
     warm_up = 5
@@ -126,9 +132,9 @@ def load_script():
 
 def worker(name, iterations):
     """Measure one configuration in this process; print one JSON line."""
-    _, batch, feed, onednn, xla, bf16, samplers, environment = CONFIGS[name]
+    _, batch, layers, feed, onednn, xla, bf16, samplers, environment = CONFIGS[name]
     if feed == "torch":
-        result = torch_worker(batch, iterations)
+        result = torch_worker(batch, layers, iterations)
         if result is not None:
             result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
@@ -141,7 +147,8 @@ def worker(name, iterations):
     import aux_funcs
     import numpy as np
 
-    options = lstm.Options(batch_size=batch, xla=xla, bf16=bool(bf16), seed=1)
+    options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, bf16=bool(bf16),
+                           seed=1)
     tf = lstm.import_tensorflow(options)
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
     ids = aux_funcs.text_to_ids(text, char_to_idx)
@@ -159,7 +166,7 @@ def worker(name, iterations):
     result = {}
     with tf.compat.v1.Session(graph=graph, config=lstm.session_config(tf, options)) as session:
         session.run(init)
-        state = np.zeros((2, batch, 500), np.float32)
+        state = np.zeros(lstm.state_shape(options), np.float32)
         warm_up = 5
         for step in range(warm_up + iterations):
             if step == warm_up:
@@ -221,7 +228,7 @@ def profile_worker(batch, xla):
     traced = 3
     with tf1.Session(graph=model.graph, config=lstm.session_config(tf, options)) as session:
         session.run(model.init)
-        state = np.zeros((2, batch, 500), np.float32)
+        state = np.zeros(lstm.state_shape(options), np.float32)
         for step in range(10 + traced):
             inputs, targets = next(batches)
             fed = {model.x: inputs, model.y: targets, model.init_state: state}
@@ -367,14 +374,17 @@ def main():
         chars = median(name, "chars/s")
         print(f"| {config[0]:<{width}} | {config[1]:>5} | {median(name, 'it/s'):4.1f} | "
               f"{chars:7,.0f} | {chars / base:10.2f} | {median(name, 'peak MiB'):8.0f} |")
-    if None in results["pytorch"] + results["pytorch32"]:
+    if None in results["pytorch"] + results["pytorch32"] + results["pytorch32-layers2"]:
         print(f"\nPyTorch: {TORCH_MISSING} (it is not a requirement)")
     else:
         torch_1, torch_32 = median("pytorch", "chars/s"), median("pytorch32", "chars/s")
+        torch_layers2 = median("pytorch32-layers2", "chars/s")
         print(f"\nagainst PyTorch {results['pytorch'][0]['torch']} (float32, the same cores): "
               f"defaults at batch 1 {median('defaults', 'chars/s') / torch_1:.2f}x, "
               f"--batch-size 32 {median('batch32', 'chars/s') / torch_32:.2f}x, "
-              f"--batch-size 32 --bf16 {median('batch32-bf16', 'chars/s') / torch_32:.2f}x")
+              f"--batch-size 32 --bf16 {median('batch32-bf16', 'chars/s') / torch_32:.2f}x; "
+              f"2 layers at batch 32 {median('layers2', 'chars/s') / torch_layers2:.2f}x, "
+              f"with --bf16 {median('layers2-bf16', 'chars/s') / torch_layers2:.2f}x")
     batch32 = median("batch32", "chars/s")
     print(f"the kernel transposed once a window: {batch32:,.0f} against "
           f"{median('batch32-tf-gradient', 'chars/s'):,.0f} chars/s with TensorFlow's own "

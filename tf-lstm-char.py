@@ -26,6 +26,11 @@ more); training (smoothed) and held-out losses in bits per character:
     |------------------------------------------------------|------:|---------:|---------:|-------:|
     | the defaults                                         |  4001 |    2.429 |    2.746 | 4m 11s |
     | --batch-size 32 --learning-rate 2e-3 --clip 5 --bf16 |  4201 |    2.022 |    2.075 | 9m 43s |
+    | the same, longer                                     | 12801 |    1.670 |    2.057 |    30m |
+    | the same with --num-layers 2                         |  5101 |    1.815 |    2.054 |    30m |
+
+Two layers overtake one only after about half an hour on this text; on a text of half a
+megabyte, --num-layers 2 --dropout 0.3 scored 0.19 bits per character better in ten minutes.
 
 Hyperparameters:
     seq_length     characters in one training window; gradients flow back this far

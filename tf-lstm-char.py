@@ -695,13 +695,12 @@ def training_bytes(options, vocab_size):
     activations kept for the backward pass, and the held-out tracks scored side by side."""
     hidden = options.hidden_dim
     weights = weight_count(options, vocab_size)
-    # Per step, stream and layer: the concatenated input, the gates before and after their
-    # activations, c and h; per row of logits: scores, probabilities and
-    # their gradients; doubled for the gradients of them all.
+    # Per step, stream and layer: the concatenated input (the layer's input and h), the gates
+    # before and after their activations, c and h; per row of logits: scores, probabilities
+    # and their gradients; doubled for the gradients of them all.
     rows = options.seq_length * options.batch_size
-    window = 2 * rows * (sum(inputs + 10 * hidden for inputs in layer_inputs(options,
-                                                                             vocab_size))
-                         + 4 * vocab_size)
+    per_step = sum(inputs + 11 * hidden for inputs in layer_inputs(options, vocab_size))
+    window = 2 * rows * (per_step + 4 * vocab_size)
     evaluation = VAL_MAX_TRACKS * VAL_WINDOW * (options.num_layers * hidden + vocab_size)
     return 4 * (7 * weights + window + evaluation)
 

@@ -407,17 +407,23 @@ def test_sample_from_the_best_checkpoint(trained):
     assert (best == latest) == (info["best"][0] == 30)
 
 
-def test_tensorboard_events_hold_the_graph_and_the_losses(tf, tmp_path):
+@pytest.mark.parametrize("layers", [[], ["--num-layers", "2", "--dropout", "0.2"]])
+def test_tensorboard_events_hold_the_graph_and_the_losses(tf, tmp_path, layers):
     (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
-    result = run(["richard.txt", "--iterations", "25", "--logdir", "logs", *TINY], tmp_path)
+    result = run(["richard.txt", "--iterations", "25", "--logdir", "logs", *TINY, *layers],
+                 tmp_path)
     assert result.returncode == 0, result.stderr
     (events_file,) = os.listdir(tmp_path / "logs")
-    steps, has_graph = {}, False
+    steps, nodes = {}, set()
     for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "logs" / events_file)):
-        has_graph = has_graph or bool(event.graph_def)
+        if event.graph_def:
+            graph_def = tf.compat.v1.GraphDef.FromString(event.graph_def)
+            nodes |= {node.name for node in graph_def.node}
         for value in event.summary.value:
             steps.setdefault(value.tag, []).append(event.step)
-    assert has_graph
+    assert {"x", "init_state", "final_state", "loss"} <= nodes
+    assert ("keep_prob" in nodes) == bool(layers)
+    assert any("multi_rnn_cell" in name for name in nodes) == bool(layers)
     assert steps["loss"] == steps["smoothed_loss"] == list(range(1, 26))
     assert steps["val_loss"] == [0, 10, 20, 25]
 

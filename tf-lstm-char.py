@@ -266,7 +266,7 @@ def main(argv=None):
     model = build_graph(tf, vocab_size, options)
     extras = add_extras(tf, model)
     config = session_config(tf, options)
-    with out_of_memory_in_one_line(tf), \
+    with out_of_memory_in_one_line(tf, options), \
             tf.compat.v1.Session(graph=model.graph, config=config) as session, \
             run.started(session, tf, model, extras):
         train(session, model, batches, options, run)
@@ -648,7 +648,7 @@ def sample_from_checkpoint(typed):
     extras = add_extras(tf, model)
     rng = np.random.default_rng(options.seed)
     written = 0
-    with out_of_memory_in_one_line(tf), \
+    with out_of_memory_in_one_line(tf, options), \
             tf.compat.v1.Session(graph=model.graph,
                                  config=session_config(tf, options, sampling=True)) as session, \
             aux_funcs.StopRequest() as stop:
@@ -715,18 +715,24 @@ def check_memory(options, vocab_size):
                         f"{needed / 2**30:,.1f} GiB to train (weights, Adam's slots, a "
                         "window's activations), more than the "
                         f"{available / 2**30:,.1f} GiB of memory available; lower "
-                        f"{'--num-layers, ' if layers else ''}--hidden-dim, --batch-size or "
-                        "--seq-length")
+                        f"{flags_to_lower(options)}")
+
+
+def flags_to_lower(options):
+    """The flags that make the model take less memory, --num-layers among them once it is
+    above 1."""
+    layers = "--num-layers, " if options.num_layers > 1 else ""
+    return f"{layers}--hidden-dim, --batch-size or --seq-length"
 
 
 @contextlib.contextmanager
-def out_of_memory_in_one_line(tf):
+def out_of_memory_in_one_line(tf, options):
     """Where TensorFlow runs out of memory all the same, say so in one line."""
     try:
         yield
     except tf.errors.ResourceExhaustedError as exc:
-        raise UserError(f"out of memory ({error_summary(exc)}); lower --hidden-dim, "
-                        "--batch-size or --seq-length") from None
+        raise UserError(f"out of memory ({error_summary(exc)}); lower "
+                        f"{flags_to_lower(options)}") from None
 
 
 # Beyond the post: the run around the loop -------------------------------------------------

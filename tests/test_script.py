@@ -165,7 +165,11 @@ def test_unusual_texts_train(workdir, name, content, distinct):
     assert all(set(sample) <= set(content) - {"\r"} for _, sample in found)
 
 
-def test_running_out_of_memory_all_the_same_is_one_line(workdir, lstm, tf, monkeypatch):
+@pytest.mark.parametrize("layers, lower", [
+    ([], "--hidden-dim, --batch-size or --seq-length"),
+    (["--num-layers", "2"], "--num-layers, --hidden-dim, --batch-size or --seq-length")])
+def test_running_out_of_memory_all_the_same_is_one_line(workdir, lstm, tf, monkeypatch, layers,
+                                                        lower):
     """Where TensorFlow's allocator fails despite the estimate, the user reads one line."""
     def out_of_memory(*unused):
         raise tf.errors.ResourceExhaustedError(
@@ -173,7 +177,7 @@ def test_running_out_of_memory_all_the_same_is_one_line(workdir, lstm, tf, monke
     monkeypatch.setattr(lstm, "train", out_of_memory)
     monkeypatch.chdir(workdir)
     with pytest.raises(lstm.UserError) as refused:
-        lstm.main(["hamlet.txt", *TINY])
+        lstm.main(["hamlet.txt", *TINY, *layers])
     assert str(refused.value) == (
         "out of memory (OOM when allocating tensor with shape[60068,240000] and type float); "
-        "lower --hidden-dim, --batch-size or --seq-length")
+        f"lower {lower}")

@@ -340,36 +340,43 @@ def test_clipping_bounds_the_update(lstm, tf):
     assert update_norm(0.01) == pytest.approx(0.01, rel=1e-3)
 
 
-def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, monkeypatch):
-    """At batch 2 and more the backward pass multiplies by a kernel transposed once a window
-    (the faster product there); the weights it trains to are those of TensorFlow's own
-    gradient."""
+# A deeper network's kernels get smaller gradients: a larger step moves them as far.
+@pytest.mark.parametrize("layers, learning_rate", [(1, 0.5), (3, 2.0)])
+def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, monkeypatch,
+                                                                   layers, learning_rate):
+    """At batch 2 and more the backward pass multiplies by each layer's kernel transposed once
+    a window (the faster product there); the weights it trains to are those of TensorFlow's
+    own gradient."""
     rng = np.random.default_rng(5)
     window = aux_funcs.encode(rng.integers(0, VOCAB, (13, 2)), VOCAB)
 
     def trained_weights():
-        model, _ = build(lstm, tf, learning_rate=0.5, optimizer="sgd", seed=3, batch_size=2)
+        model, _ = build(lstm, tf, learning_rate=learning_rate, optimizer="sgd", seed=3,
+                         batch_size=2, num_layers=layers)
         variables = model.graph.get_collection("trainable_variables")
-        ops = [op.name for op in model.graph.get_operations()]
+        copies = [op for op in model.graph.get_operations()
+                  if op.type == "Transpose" and op.name.startswith("kernel_transposed")]
         with tf.compat.v1.Session(graph=model.graph) as session:
             session.run(model.init)
             start = session.run(variables)
             for _ in range(3):
                 session.run(model.training, {model.x: window[:-1], model.y: window[1:],
                                              model.init_state: zero_state(model)})
-            return start, session.run(variables), "kernel_transposed" in ops
+            kernels = ["kernel" in variable.name for variable in variables]
+            return start, session.run(variables), len(copies), kernels
 
-    start, transposed_once, applied = trained_weights()
+    start, transposed_once, copies, kernels = trained_weights()
     monkeypatch.setattr(lstm, "transpose_kernel_once", lambda *unused: None)
-    _, tensorflows, _ = trained_weights()
+    _, tensorflows, _, _ = trained_weights()
     # If this fails after a TensorFlow upgrade, its loop is built differently: training is
     # still right, only slower at batch 32 (tests/benchmark.py).
-    assert applied, "the backward pass no longer gets the kernel transposed once"
+    assert copies == layers, "each layer's product should get its kernel transposed once"
     assert [w.shape for w in transposed_once] == [w.shape for w in tensorflows]
     for mine, theirs in zip(transposed_once, tensorflows):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
-    kernel_moved = np.abs(transposed_once[0] - start[0]).max()
-    assert kernel_moved > 1e-2, "the kernel barely trained, so equal weights would say little"
+    kernel_moved = max(np.abs(after - before).max() for after, before, kernel
+                       in zip(transposed_once, start, kernels) if kernel)
+    assert kernel_moved > 1e-2, "the kernels barely trained, so equal weights would say little"
 
 
 @pytest.mark.parametrize("options", [{"batch_size": 1}, {"batch_size": 2, "bf16": True},

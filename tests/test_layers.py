@@ -125,31 +125,6 @@ def test_dropout_is_on_in_training_and_its_masks_follow_the_seed(lstm, tf, deep)
     assert without != seeded and two_step_losses(7, dropout=0) == without
 
 
-def test_the_kernels_transposed_once_give_tensorflows_own_gradient(lstm, tf, monkeypatch):
-    rng = np.random.default_rng(6)
-    window = aux_funcs.encode(rng.integers(0, VOCAB, (13, 2)), VOCAB)
-
-    def trained_weights():
-        model, _ = build(lstm, tf, learning_rate=0.5, optimizer="sgd", seed=3, batch_size=2,
-                         num_layers=3)
-        variables = model.graph.get_collection("trainable_variables")
-        copies = [op for op in model.graph.get_operations()
-                  if op.type == "Transpose" and op.name.startswith("kernel_transposed")]
-        with session_of(lstm, tf, model) as session:
-            session.run(model.init)
-            for _ in range(3):
-                session.run(model.training, {model.x: window[:-1], model.y: window[1:],
-                                             model.init_state: zero_state(model)})
-            return session.run(variables), len(copies)
-
-    transposed_once, copies = trained_weights()
-    monkeypatch.setattr(lstm, "transpose_kernel_once", lambda *unused: None)
-    tensorflows, _ = trained_weights()
-    assert copies == 3, "each layer's product should get its kernel transposed once"
-    for mine, theirs in zip(transposed_once, tensorflows):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
-
-
 def test_the_memory_estimate_counts_every_layers_weights(lstm, deep):
     model = deep[0]
     graph_weights = sum(int(np.prod(variable.shape))

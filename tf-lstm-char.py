@@ -1,14 +1,9 @@
 #!/usr/bin/env python3
 """A character-level LSTM text generator, written the TensorFlow 1.x way.
 
-The post's program, step by step: hyperparameters, the text, a generator of one-hot windows,
-a graph of placeholders (x, y, init_state) through an LSTMCell and dynamic_rnn to logits,
-probabilities, a loss and an Adam step, built once and run in a tf.compat.v1 Session. The
-loop trains on consecutive windows, feeds each window's final LSTM state back as the next
-one's init_state, and every sample_every iterations prints `iter N, loss: X` and a sample
-drawn one character at a time by sample(), and redraws the loss plot. Below the post's part,
-the program adds what it needs to be safe and quick: held-out evaluation, a sampler inside
-the graph, checkpoints, signals, the console and TensorFlow's quiet start.
+First the post's program, in the post's order; then what it needs to be safe and quick:
+held-out evaluation, a sampler inside the graph, checkpoints, signals, the console and
+TensorFlow's quiet start. Results, and what to run for a given time and text: README.md.
 
 Usage:
     python tf-lstm-char.py                          # train on data/shakespeare.txt
@@ -17,20 +12,6 @@ Usage:
     python tf-lstm-char.py --resume                 # go on after Ctrl-C, from checkpoints/
     python tf-lstm-char.py --sample --prime "ROSALIND" --temperature 0.7
     python tf-lstm-char.py --help                   # every option
-
-Results on data/shakespeare.txt, the collected works (5,057,362 characters, 84 distinct; the
-last 10% held out), on a 2-core x86_64 CPU with TensorFlow 2.21, 2026-11-28 (README.md has
-more); training (smoothed) and held-out losses in bits per character:
-
-    | options                                              | iters | training | held out |   time |
-    |------------------------------------------------------|------:|---------:|---------:|-------:|
-    | the defaults                                         |  4001 |    2.429 |    2.746 | 4m 11s |
-    | --batch-size 32 --learning-rate 2e-3 --clip 5 --bf16 |  4201 |    2.022 |    2.075 | 9m 43s |
-    | the same, longer                                     | 12801 |    1.670 |    2.057 |    30m |
-    | the same with --num-layers 2                         |  5101 |    1.815 |    2.054 |    30m |
-
-Two layers overtake one only after about half an hour on this text; on a text of half a
-megabyte, --num-layers 2 --dropout 0.3 scored 0.19 bits per character better in ten minutes.
 
 Hyperparameters:
     seq_length     characters in one training window; gradients flow back this far
@@ -68,66 +49,16 @@ RULE = "-" * 72
 
 # The post ---------------------------------------------------------------------------------
 
-# What an option is to a checkpoint, declared once beside its default. MODEL options shape
-# the weights: a checkpoint restores only into a graph built with the same ones, so --resume
-# refuses others and --sample takes them from it. The SPLIT decides which text is trained on,
-# so --resume keeps it. RUN options are stored, and --resume takes them unless typed again
-# (--dropout is one: it adds to the graph but no weights).
-# The others belong to one command. A checkpoint written before an option existed gets the
-# option's default.
-MODEL, SPLIT, RUN = "model", "split", "run"
-
-
-def option(default, role=None):
-    return field(default=default, metadata={"role": role})
-
-
-@dataclass(frozen=True)
-class Options:
-    """The hyperparameters and the rest of the options: one value per command, made once
-    from the flags and a checkpoint's stored options (resolve_options), never changed."""
-    text_file: str = option(DEFAULT_TEXT, RUN)
-    encoding: str = option("utf-8", RUN)
-    val_fraction: float = option(0.1, SPLIT)
-    hidden_dim: int = option(500, MODEL)
-    num_layers: int = option(1, MODEL)
-    dropout: float = option(0.0, RUN)
-    iterations: int = option(4001, RUN)
-    seq_length: int = option(100, RUN)
-    batch_size: int = option(1, MODEL)
-    learning_rate: float = option(1e-2, RUN)
-    optimizer: str = option("adam", MODEL)
-    clip: float = option(None, RUN)
-    sample: bool = option(False)
-    sample_every: int = option(100, RUN)
-    sample_length: int = option(600, RUN)
-    temperature: float = option(1.0, RUN)
-    prime: str = option("", RUN)
-    argmax: bool = option(False, RUN)
-    sampler: str = option("graph", RUN)
-    best: bool = option(False)
-    seed: int = option(None, RUN)
-    xla: str = option("auto", RUN)
-    bf16: bool = option(False, RUN)
-    plots_dir: str = option("plots", RUN)
-    save_dir: str = option(None)
-    resume: bool = option(False)
-    logdir: str = option(None, RUN)
-
-
 def parse_args(argv=None):
     """The hyperparameters from the command line: {name: value} of the options typed, each
-    checked. What is not typed comes from a checkpoint or the defaults (resolve_options)."""
+    checked. What is not typed comes from a checkpoint or from Options, whose defaults are the
+    post's values (resolve_options)."""
     parser = build_parser()
     unset = object()
     typed = argparse.Namespace(**{f.name: unset for f in fields(Options)})
     parser.parse_args(argv, typed)
     typed = {name: value for name, value in vars(typed).items() if value is not unset}
-    if typed.get("best") and not typed.get("sample"):
-        parser.error("--best goes with --sample")
-    if typed.get("sample") and typed.get("resume"):
-        parser.error("--sample and --resume do not go together: sample from a checkpoint, "
-                     "or go on training it")
+    check_flags_together(parser, typed)
     return typed
 
 
@@ -142,33 +73,32 @@ def build_graph(tf, vocab_size, options):
     """
     tf1 = tf.compat.v1
     graph = tf.Graph()
-    with building(graph):
+    with building_quietly(graph):
         if options.seed is not None:
             tf1.set_random_seed(options.seed)
         batch_size, hidden_dim = options.batch_size, options.hidden_dim
         x = tf1.placeholder(tf.float32, [None, batch_size, vocab_size], name="x")
         y = tf1.placeholder(tf.float32, [None, batch_size, vocab_size], name="y")
         init_state = tf1.placeholder(tf.float32, state_shape(options), name="init_state")
-        # The post's Glorot-uniform kernel, given explicitly so that --seed reaches it too.
-        cell = tf1.nn.rnn_cell.LSTMCell(hidden_dim, state_is_tuple=True,
-                                       initializer=tf1.glorot_uniform_initializer())
+        # The post's cell, one per layer; its Glorot-uniform kernel is given explicitly so
+        # that --seed reaches it too.
+        layers = [tf1.nn.rnn_cell.LSTMCell(hidden_dim, state_is_tuple=True,
+                                           initializer=tf1.glorot_uniform_initializer())
+                  for _ in range(options.num_layers)]
+        lstm_cell, keep_prob = layers[0], None
         rnn_tuple_state = tf1.nn.rnn_cell.LSTMStateTuple(init_state[0], init_state[1])
-        keep_prob = None
         if options.num_layers > 1 or options.dropout > 0:
-            cell, rnn_tuple_state, keep_prob = deeper_cell(tf, cell, init_state, options)
+            lstm_cell, rnn_tuple_state, keep_prob = deeper_cell(tf, layers, init_state, options)
         out_w = tf1.get_variable("out_w", shape=[hidden_dim, vocab_size])
         # Zero where the post's is random, so that the untrained network's loss is
         # log(vocab_size), the value loss_hist starts from.
         out_b = tf1.get_variable("out_b", shape=[vocab_size],
                                  initializer=tf1.zeros_initializer())
-        h_states, current_state = tf1.nn.dynamic_rnn(cell, x, initial_state=rnn_tuple_state,
-                                                     time_major=True,
-                                                     parallel_iterations=steps_at_once(options))
+        h_states, current_state = tf1.nn.dynamic_rnn(
+            lstm_cell, x, initial_state=rnn_tuple_state, time_major=True,
+            parallel_iterations=parallel_iterations(options))
         final_state = stack_state(tf, current_state, name="final_state")
-        # One row per step and stream, row t * batch_size + b (the post's h_states[:, 0, :]
-        # for any batch size).
-        logits = tf.identity(tf.matmul(tf.reshape(h_states, [-1, hidden_dim]), out_w) + out_b,
-                             name="logits")
+        logits = tf.identity(output_layer(tf, h_states, out_w, out_b), name="logits")
         # 1 unless a sampler feeds another: below 1 bolder about likely characters.
         temperature = tf1.placeholder_with_default(1.0, [], name="temperature")
         probabilities = tf.nn.softmax(logits / temperature, name="probabilities")
@@ -176,7 +106,7 @@ def build_graph(tf, vocab_size, options):
         cross_entropy = tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.reshape(y, [-1, vocab_size]), logits=logits)
         loss = tf.reduce_mean(cross_entropy, name="loss")
-        transpose_kernel_once(tf, graph, cell, options)
+        transpose_kernel_once(tf, graph, lstm_cell, options)
         if options.optimizer == "adam":
             optimizer = tf1.train.AdamOptimizer(learning_rate=options.learning_rate)
         else:
@@ -186,12 +116,20 @@ def build_graph(tf, vocab_size, options):
         else:
             training = clipped_minimize(tf, optimizer, loss, options.clip)
         init = tf1.global_variables_initializer()
-    return Model(graph, x, y, init_state, cell, out_w, out_b, final_state, logits,
+    return Model(graph, x, y, init_state, lstm_cell, out_w, out_b, final_state, logits,
                  temperature, probabilities, loss, training, init, keep_prob)
 
 
+# The graph's handles: the post's, then what add_extras adds (evaluation, sampler, saver).
 Model = namedtuple("Model", "graph x y init_state cell out_w out_b final_state logits "
-                            "temperature probabilities loss training init keep_prob")
+                            "temperature probabilities loss training init keep_prob "
+                            "evaluation sampler saver", defaults=(None, None, None))
+
+
+def output_layer(tf, lstm_outputs, out_w, out_b):
+    """The post's dense layer: a score per character for each LSTM output, one row per step
+    and stream, row t * batch_size + b (the post's h_states[:, 0, :] for any batch size)."""
+    return tf.matmul(tf.reshape(lstm_outputs, [-1, out_w.shape[0]]), out_w) + out_b
 
 
 def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=False):
@@ -200,7 +138,7 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
     them with numpy, and feed it back. Yields the ids drawn, as they are drawn."""
     _, batch_size, vocab_size = model.x.shape
     state = np.zeros(model.init_state.shape, dtype=np.float32)
-    seed = list(prime_ids) or [int(rng.integers(vocab_size))]
+    seed = first_ids(prime_ids, vocab_size, rng)
     for _ in range(length):
         # Every stream of the batch reads the same characters; the first one is used.
         inputs = aux_funcs.encode(np.repeat([seed], batch_size, axis=0).T, vocab_size)
@@ -208,29 +146,39 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
                                         {model.x: inputs, model.init_state: state,
                                          model.temperature: temperature})
         last = char_probs[-batch_size]
-        if not np.all(np.isfinite(last)):
-            raise Diverged("network's output", "not finite", None)
+        check_drawable(np.all(np.isfinite(last)), temperature)
         pred = int(np.argmax(last)) if argmax else int(rng.choice(vocab_size, p=last))
         yield pred
         seed = [pred]
 
 
-def train(session, model, batches, options, run):
-    """The post's loop, from the iteration `run` stands at to options.iterations.
+def train(session, model, batches, options, progress, report):
+    """The post's loop, from the iteration `progress` stands at to options.iterations.
 
     At iterations 0, sample_every, 2 * sample_every, ... it reports before that iteration's
     step, as the post does: `iter N, loss: X` shows the network after N iterations (at 0 the
-    untrained one, its loss log(vocab_size)). A last report closes the run.
+    untrained one, its loss log(vocab_size)). A last report closes the run, finished or
+    stopped by a signal.
     """
-    progress = run.progress
     loss_hist, smooth_loss = progress.loss_hist, progress.smooth_loss_hist
     first = progress.iteration
-    for it in range(first, options.iterations):
+    for it in range(first, options.iterations + 1):
+        last = it == options.iterations or report.stop_requested()
         # A resumed run was reported on where it stopped.
-        if it % options.sample_every == 0 and (it == 0 or it > first):
-            run.report(session)
+        if (it % options.sample_every == 0 or last) and (it == 0 or it > first):
+            # The post's line; the report adds the epoch, the held-out loss and the speed.
+            print(aux_funcs.report_line(it, smooth_loss[-1], **report.measure(session)))
+            drawn = sample_by_options(session, model, options, report.vocab,
+                                      options.sample_length, progress.rng)
+            print(f"{RULE}\n{options.prime}{''.join(report.vocab[i] for i in drawn)}\n{RULE}",
+                  flush=True)
+            aux_funcs.plot(loss_hist, smooth_loss, it, report.it_per_epoch, report.files.name,
+                           options.plots_dir, progress.val_points, report.val_legend)
+            report.keep(session, last)
+        if last:
+            break
         inputs, targets = next(batches)
-        if batches.restarted:
+        if batches.restarted:  # reading wrapped to the text's start: so does the state
             progress.state = np.zeros_like(progress.state)
         _loss, _, progress.state = session.run(
             [model.loss, model.training, model.final_state],
@@ -239,9 +187,7 @@ def train(session, model, batches, options, run):
         loss_hist.append(float(_loss))
         smooth_loss.append(smooth_loss[-1] * 0.999 + loss_hist[-1] * 0.001)
         progress.iteration, progress.position = it + 1, batches.position
-        if run.after_step():
-            break
-    run.report(session)
+        report.after_step()
 
 
 def main(argv=None):
@@ -250,27 +196,42 @@ def main(argv=None):
     # Samples are written as UTF-8 whatever the locale says, so any text can be piped.
     sys.stdout.reconfigure(encoding="utf-8")
     if typed.get("sample"):
-        return sample_from_checkpoint(typed)
-    resumed = checkpoint_to_resume(typed)
-    options = resolve_options(typed, resumed, (MODEL, SPLIT, RUN))
+        return sample_command(typed)
+    resumed = checkpoint_to_read(typed) if typed.get("resume") else None
+    options = resolve_options(typed, resumed, (MODEL, SPLIT, CARRIED))
 
     text, char_to_idx, idx_to_char, vocab_size = aux_funcs.load(options.text_file,
                                                                 options.encoding)
     train_ids, val_ids = aux_funcs.split_train_val(aux_funcs.text_to_ids(text, char_to_idx),
                                                    options.val_fraction)
-    run = Run(options, text, train_ids, val_ids, idx_to_char, resumed)
+    info = checkpoint_info(options, "".join(idx_to_char[i] for i in range(vocab_size)))
+    check_before_tensorflow(options, train_ids, val_ids, info, resumed)
+    files = claim_run_files(options)
+    # Bookkeeping, as the post keeps it: the loss before training is a uniform guess's,
+    # log(vocab_size), and training starts from a zero state. A resumed run has its own.
+    if resumed:
+        progress = Progress.restored(resumed)
+    else:
+        loss_hist = [math.log(vocab_size)]
+        progress = Progress(0, 0, np.zeros(state_shape(options), np.float32), loss_hist,
+                            loss_hist.copy(), np.random.default_rng(options.seed))
+    it_per_epoch = len(train_ids) / (options.seq_length * options.batch_size)
+    report = Report(options, files, info, progress, val_ids, it_per_epoch)
+    report.announce(len(text), len(train_ids))
 
     batches = aux_funcs.BatchGenerator(train_ids, options.seq_length, vocab_size,
-                                       options.batch_size, run.progress.position)
+                                       options.batch_size, progress.position)
     tf = import_tensorflow(options)
-    model = build_graph(tf, vocab_size, options)
-    extras = add_extras(tf, model)
-    config = session_config(tf, options)
-    with out_of_memory_in_one_line(tf, options), \
-            tf.compat.v1.Session(graph=model.graph, config=config) as session, \
-            run.started(session, tf, model, extras):
-        train(session, model, batches, options, run)
-    return run.close()
+    model = add_extras(tf, build_graph(tf, vocab_size, options))
+    with open_session(tf, model, options) as session, report.running(tf, model):
+        if resumed:
+            restore_checkpoint(session, model.saver, resumed.prefix)
+            print(f"resuming {aux_funcs.display_path(resumed.prefix)} at iteration "
+                  f"{progress.iteration}", flush=True)
+        else:
+            session.run(model.init)
+        train(session, model, batches, options, progress, report)
+    return report.close()
 
 
 # Beyond the post: layers and dropout ------------------------------------------------------
@@ -281,24 +242,20 @@ def state_shape(options):
     return one_layer if options.num_layers == 1 else [options.num_layers] + one_layer
 
 
-def with_streams(state, batch_size):
-    """The shape of a state stacked as the tensor `state` is, for batch_size streams."""
+def state_shape_for_streams(state, streams):
+    """The shape of a state stacked as the tensor `state` is, for `streams` streams."""
     shape = state.shape.as_list()
-    shape[-2] = batch_size
+    shape[-2] = streams
     return shape
 
 
-def deeper_cell(tf, first_layer, init_state, options):
-    """The post's cell made deeper and regularised, as TensorFlow's PTB tutorial does it: a
-    MultiRNNCell of num_layers LSTMCells, each wrapped in a DropoutWrapper on its output when
-    options.dropout is above 0. Returns the cell, its state from init_state, and the keep
-    probability, a placeholder that only the training step feeds (None without dropout), so
-    that evaluation, the samplers and a graph reopened by name run without dropout."""
+def deeper_cell(tf, layers, init_state, options):
+    """The post's cell made deeper and regularised, as TensorFlow's PTB tutorial does it: the
+    LSTMCells of `layers` in a MultiRNNCell, each wrapped in a DropoutWrapper on its output
+    when options.dropout is above 0. Returns the cell, its state from init_state, and the
+    keep probability, a placeholder that only the training step feeds (None without dropout),
+    so that evaluation, the samplers and a graph reopened by name run without dropout."""
     tf1 = tf.compat.v1
-    layers = [first_layer] + [
-        tf1.nn.rnn_cell.LSTMCell(options.hidden_dim, state_is_tuple=True,
-                                 initializer=tf1.glorot_uniform_initializer())
-        for _ in range(options.num_layers - 1)]
     keep_prob = None
     if options.dropout > 0:
         keep_prob = tf1.placeholder_with_default(1.0, [], name="keep_prob")
@@ -324,12 +281,12 @@ def stack_state(tf, state, name=None):
     return tf.stack([state.c, state.h], name=name)
 
 
-def steps_at_once(options):
-    """How many of the loop's steps dynamic_rnn may run at once: TensorFlow's 32, or one at a
-    time where dropout is to repeat with --seed. Each layer's dropout draws its masks from one
-    random generator; steps run side by side take their masks in whatever order they reach
-    it, so the same seed gave other masks (and losses) from the second step on. One step at a
-    time was 5-25% slower here (2 layers, batch 32)."""
+def parallel_iterations(options):
+    """How many of its loop's steps dynamic_rnn may run side by side: TensorFlow's 32, or one
+    at a time where dropout is to repeat with --seed. Each layer's dropout draws its masks
+    from one random generator, and steps run side by side take their masks in whatever order
+    they reach it, so the same seed gave other masks (and losses) from the second step on.
+    What one at a time costs is in tests/BENCHMARKS.md."""
     return 1 if options.dropout > 0 and options.seed is not None else 32
 
 
@@ -352,8 +309,8 @@ VAL_TRACK_LENGTH = 500
 VAL_MAX_TRACKS = 64
 VAL_WINDOW = 1000
 # Each report scores the same first characters of the held-out text, so that its figures
-# compare along the run; the end of a run scores all of it once. Sized so that evaluating
-# takes under 10% of the default run on the 5 MB default text: about 0.4 s a report here.
+# compare along the run, and few enough that evaluating stays a small part of a run; the end
+# of a run scores all of it once.
 VAL_SLICE_CHARS = 20_000
 
 Evaluation = namedtuple("Evaluation", "ids init_state final_state loss_sum")
@@ -366,7 +323,7 @@ def add_evaluation(tf, model):
     tf1 = tf.compat.v1
     vocab_size = model.x.shape[2]
     ids = tf1.placeholder(tf.int32, [None, None], name="val_ids")
-    init_state = tf1.placeholder(tf.float32, with_streams(model.init_state, None),
+    init_state = tf1.placeholder(tf.float32, state_shape_for_streams(model.init_state, None),
                                  name="val_init_state")
     outputs, last = tf1.nn.dynamic_rnn(
         model.cell, tf.one_hot(ids[:-1], vocab_size), initial_state=cell_state(tf, init_state),
@@ -374,15 +331,9 @@ def add_evaluation(tf, model):
     loss_sum = tf.reduce_sum(
         tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.one_hot(tf.reshape(ids[1:], [-1]), vocab_size),
-            logits=output_layer(tf, model, outputs)),
+            logits=output_layer(tf, outputs, model.out_w, model.out_b)),
         name="val_loss_sum")
     return Evaluation(ids, init_state, stack_state(tf, last, name="val_final_state"), loss_sum)
-
-
-def output_layer(tf, model, lstm_outputs):
-    """The post's logits, for LSTM outputs of any leading shape: one row per output."""
-    hidden_dim = model.out_w.shape[0]
-    return tf.matmul(tf.reshape(lstm_outputs, [-1, hidden_dim]), model.out_w) + model.out_b
 
 
 def held_out_tracks(val_ids):
@@ -399,7 +350,7 @@ def evaluate(session, evaluation, val_tracks):
     """Mean loss, in nats per character, over held-out tracks (time-major, one per column),
     each read from a zero state with its state carried from window to window."""
     steps, count = val_tracks.shape
-    state = np.zeros(with_streams(evaluation.init_state, count), dtype=np.float32)
+    state = np.zeros(state_shape_for_streams(evaluation.init_state, count), dtype=np.float32)
     total = 0.0
     for start in range(0, steps - 1, VAL_WINDOW):
         loss_sum, state = session.run(
@@ -412,12 +363,12 @@ def evaluate(session, evaluation, val_tracks):
 
 # Beyond the post: the in-graph sampler ----------------------------------------------------
 
-# Samples are drawn in pieces of this many characters, one session.run each (well under a
-# tenth of a second here), so that a long sample shows as it comes and stops soon when asked.
+# Samples are drawn in pieces of this many characters, one session.run each, so that a long
+# sample shows as it comes and stops soon when asked.
 SAMPLE_PIECE = 1000
 # The sampler's loop is a chain of small operations, each waiting for the last: run by one
-# thread they do not wait for hand-overs between threads. Measured here, its own one-thread
-# pool of the session made it 10-25% faster (sessions get it from session_config).
+# thread, they do not wait for hand-overs between threads. Sessions get this pool from
+# session_config.
 SAMPLER_POOL = 1
 
 Sampler = namedtuple("Sampler", "prime length argmax ids start_state end_state run_options")
@@ -439,12 +390,13 @@ def add_sampler(tf, model):
         initial_state=model.cell.zero_state(1, tf.float32), time_major=True,
         scope="sample_rnn")
     start_state = tf1.placeholder_with_default(stack_state(tf, prime_state),
-                                               with_streams(model.init_state, 1),
+                                               state_shape_for_streams(model.init_state, 1),
                                                name="sample_start_state")
 
     def draw_one(i, state, drawn):
         # The cell's output is its top layer's h, so the scores come from the state.
-        scores = output_layer(tf, model, top_output(state)) / model.temperature
+        scores = output_layer(tf, top_output(state), model.out_w,
+                              model.out_b) / model.temperature
         next_id = tf1.where(use_argmax, tf.argmax(scores, axis=1, output_type=tf.int32),
                             tf.random.categorical(scores, 1, dtype=tf.int32)[:, 0])
         _, state = model.cell(tf.one_hot(next_id, vocab_size), state)
@@ -458,44 +410,55 @@ def add_sampler(tf, model):
                    tf1.RunOptions(inter_op_thread_pool=SAMPLER_POOL))
 
 
-def sample_in_graph(session, model, sampler, length, rng, temperature=1.0, prime_ids=(),
+def sample_in_graph(session, model, length, rng, temperature=1.0, prime_ids=(),
                     argmax=False):
     """sample(), drawn by the in-graph sampler a piece at a time: yields the ids drawn."""
-    start = list(prime_ids) or [int(rng.integers(model.x.shape[2]))]
-    fed = {sampler.prime: start, model.temperature: temperature, sampler.argmax: argmax}
+    sampler, vocab_size = model.sampler, model.x.shape[2]
+    fed = {sampler.prime: first_ids(prime_ids, vocab_size, rng),
+           model.temperature: temperature, sampler.argmax: argmax}
     for done in range(0, length, SAMPLE_PIECE):
         fed[sampler.length] = min(SAMPLE_PIECE, length - done)
         drawn, fed[sampler.start_state] = session.run([sampler.ids, sampler.end_state], fed,
                                                       options=sampler.run_options)
-        if np.any(drawn < 0) or np.any(drawn >= model.x.shape[2]):
-            raise Diverged("network's output", "not finite", None)
+        # Drawn from scores that are not finite, tf.random.categorical gives ids out of range.
+        check_drawable(np.all((0 <= drawn) & (drawn < vocab_size)), temperature)
         yield from drawn.tolist()
 
 
-def draw(session, model, sampler, options, prime_ids, length, rng):
-    """The ids of a sample that goes on from prime_ids, from the sampler options.sampler
-    names: the post's sample(), or the in-graph one."""
-    if options.sampler == "feed":
-        return sample(session, model, length, rng, options.temperature, prime_ids,
-                      options.argmax)
-    return sample_in_graph(session, model, sampler, length, rng, options.temperature,
-                           prime_ids, options.argmax)
+def first_ids(prime_ids, vocab_size, rng):
+    """What a sample starts from: the prime, or as in the post one character at random."""
+    return list(prime_ids) or [int(rng.integers(vocab_size))]
+
+
+def check_drawable(finite, temperature):
+    """Refuse to draw from scores that are not finite numbers."""
+    if not finite:
+        raise UserError(f"the network's output is not finite at --temperature {temperature}: "
+                        "its weights have diverged, or the temperature is too low to divide "
+                        "by")
+
+
+def sample_by_options(session, model, options, vocab, length, rng):
+    """The ids of a sample as the options ask: after options.prime, at options.temperature
+    (or argmax), by the sampler options.sampler names, the post's sample() or the in-graph
+    one."""
+    sampler = sample if options.sampler == "feed" else sample_in_graph
+    return sampler(session, model, length, rng, options.temperature,
+                   [vocab.index(ch) for ch in options.prime], options.argmax)
 
 
 # Beyond the post: everything added to the graph -------------------------------------------
 
-Extras = namedtuple("Extras", "evaluation sampler saver")
-
-
 def add_extras(tf, model):
-    """Add held-out evaluation, the in-graph sampler and a Saver to the post's graph, then
-    close the graph to changes."""
-    with building(model.graph):
+    """The model with held-out evaluation, the in-graph sampler and a Saver added to the
+    post's graph, which is then closed to changes."""
+    with building_quietly(model.graph):
         # Old checkpoints are removed by save_checkpoint, once a newer one is complete.
-        extras = Extras(add_evaluation(tf, model), add_sampler(tf, model),
-                        tf.compat.v1.train.Saver(max_to_keep=None))
+        model = model._replace(evaluation=add_evaluation(tf, model),
+                               sampler=add_sampler(tf, model),
+                               saver=tf.compat.v1.train.Saver(max_to_keep=None))
     model.graph.finalize()
-    return extras
+    return model
 
 
 def clipped_minimize(tf, optimizer, loss, clip):
@@ -506,174 +469,42 @@ def clipped_minimize(tf, optimizer, loss, clip):
     return optimizer.apply_gradients(zip(gradients, variables), name="training")
 
 
-# Beyond the post: checkpoints, resume and --sample ----------------------------------------
+# Beyond the post: the checks before TensorFlow loads --------------------------------------
 
-KEEP_CHECKPOINTS = 5  # the newest ones, and the best by validation loss; others are removed
-
-
-class Diverged(UserError):
-    """The loss or the weights stopped being finite numbers."""
-
-    def __init__(self, what, value, it):
-        at = "" if it is None else f" at iteration {it}"
-        super().__init__(f"the {what} became {value}{at}: training diverged, so this state was "
-                         "not saved and the last checkpoint is kept; try a lower "
-                         "--learning-rate")
+def checkpoint_info(options, vocab):
+    """What every checkpoint of a run keeps besides its weights and progress: the format, the
+    vocabulary, the stored options and the text's SHA-256."""
+    return {"format": aux_funcs.CHECKPOINT_FORMAT, "vocabulary": vocab,
+            "options": stored_options(options),
+            "text_sha256": aux_funcs.sha256_of_file(options.text_file)}
 
 
-@dataclass
-class Progress:
-    """Where training stands: everything a resumed run needs that the graph does not hold."""
-    iteration: int          # iterations done
-    position: int           # where in the training text the next window starts
-    state: np.ndarray       # the LSTM state carried into that window
-    loss_hist: list         # the loss of each iteration, after the starting value
-    smooth_loss_hist: list  # the smoothed loss, likewise
-    val_points: list        # (iterations done, validation loss) at each report
-    best: list              # [iterations done, validation loss] of the best so far, or None
-
-
-# Where runs keep their folders when --save-dir is not given: <text name>, <text name>-2, ...
-RUNS = "checkpoints"
-
-
-def run_to_read(typed, best=False):
-    """The checkpoint that --resume or --sample reads: the latest (or best) one in --save-dir,
-    or without it in the run of the text whose checkpoints were written last."""
-    if typed.get("save_dir"):
-        return aux_funcs.latest_checkpoint(typed["save_dir"], best)
-    name = aux_funcs.text_name_of(typed.get("text_file", DEFAULT_TEXT))
-    folder = aux_funcs.latest_run_folder(RUNS, name)
-    if folder is None:
-        raise UserError(f"no run of {name} in {RUNS}/; train first, or give the --save-dir "
-                        "of a run")
-    return aux_funcs.latest_checkpoint(folder, best)
-
-
-def checkpoint_to_resume(typed):
-    return run_to_read(typed) if typed.get("resume") else None
-
-
-def resolve_options(typed, saved, roles):
-    """The one Options of a command: the options typed; for the others, a checkpoint's
-    stored ones of the given roles; for the rest, the defaults. A typed MODEL or SPLIT option
-    that differs from the checkpoint's is refused."""
-    values = {"save_dir": os.path.dirname(saved.prefix)} if saved else {}
-    stored = saved.info["options"] if saved else {}
-    for option in fields(Options):
-        role, name = option.metadata["role"], option.name
-        if role not in roles or name not in stored:
-            continue
-        if role in (MODEL, SPLIT) and name in typed and typed[name] != stored[name]:
-            flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} {typed[name]} does not match checkpoint {saved.prefix}, "
-                            f"which has {stored[name]}; leave {flag} out to use it")
-        values[name] = stored[name]
-    return Options(**{**values, **typed})
-
-
-def stored_options(options):
-    """What a checkpoint keeps of the options: those with a role, the text by its full path."""
-    kept = {f.name: getattr(options, f.name) for f in fields(Options) if f.metadata["role"]}
-    return dict(kept, text_file=os.path.abspath(options.text_file))
-
-
-def save_checkpoint(session, saver, save_dir, progress, info, rng):
-    """Save weights, optimizer slots and `progress` as checkpoint ckpt-<iteration>.
-
-    All or nothing: the new checkpoint is listed in <save_dir>/checkpoint only once all its
-    files are complete, and older ones are removed only after that.
-    """
-    name = aux_funcs.checkpoint_name(progress.iteration)
-    prefix = aux_funcs.checkpoint_prefix(save_dir, progress.iteration)
-    earlier = [n for n in aux_funcs.listed_checkpoints(save_dir) if n != name]
-    kept = (earlier + [name])[-KEEP_CHECKPOINTS:]
-    best = progress.best and aux_funcs.checkpoint_name(progress.best[0])
-    if best in earlier and best not in kept:
-        kept.insert(0, best)
-    try:
-        # In the session's graph whatever the caller entered: outside any graph, the Saver
-        # takes itself to be running eagerly and fails.
-        with session.graph.as_default():
-            saver.save(session, prefix, write_state=False)
-        info = dict(info, iteration=progress.iteration, position=progress.position,
-                    rng_state=rng.bit_generator.state, best=progress.best)
-        aux_funcs.save_run_state(prefix, info, {
-            "state": progress.state,
-            "loss_hist": np.array(progress.loss_hist, dtype=np.float64),
-            "smooth_loss_hist": np.array(progress.smooth_loss_hist, dtype=np.float64),
-            "val_points": np.array(progress.val_points, dtype=np.float64).reshape(-1, 2)})
-        aux_funcs.write_checkpoint_list(save_dir, kept)
-    except BaseException as exc:
-        # Whatever stopped it (a full disk, a permission, TensorFlow's writer, a second
-        # Ctrl-C), a checkpoint the list does not name may be incomplete: remove what there
-        # is of it. One the list names was complete before the list was written.
-        if name not in aux_funcs.read_checkpoint_list(save_dir):
-            remove_checkpoint_files(save_dir, name)
-        if not isinstance(exc, Exception):
-            raise
-        raise UserError(f"could not save checkpoint {prefix} ({type(exc).__name__}: "
-                        f"{error_summary(exc)}); the previous checkpoint is intact") from None
-    for old in set(earlier) - set(kept):
-        remove_checkpoint_files(save_dir, old)
-
-
-def remove_checkpoint_files(save_dir, name):
-    for entry in os.listdir(save_dir):
-        if entry.startswith(name + "."):
-            os.unlink(os.path.join(save_dir, entry))
-
-
-def restore_checkpoint(session, saver, prefix):
-    try:
-        with session.graph.as_default():
-            saver.restore(session, prefix)
-    except Exception as exc:
-        raise UserError(f"checkpoint {prefix} cannot be restored "
-                        f"({error_summary(exc)})") from None
-
-
-def sample_from_checkpoint(typed):
-    """--sample: print text drawn from the latest (or best) checkpoint, and nothing else."""
-    saved = run_to_read(typed, typed.get("best", False))
-    if not typed.get("save_dir"):
-        print(f"tf-lstm-char.py: sampling from {aux_funcs.display_path(saved.prefix)}, the "
-              "latest run of its text", file=sys.stderr)
-    options = resolve_options(typed, saved, (MODEL,))
-    vocab = saved.info["vocabulary"]
+def check_before_tensorflow(options, train_ids, val_ids, info, resumed):
+    """Refuse, in one line, what can be found wrong before TensorFlow loads: a text too short
+    for the windows, a model too big for the memory, a checkpoint to resume that does not fit,
+    a --save-dir that holds another run, a prime the text lacks, a folder not writable."""
+    vocab = info["vocabulary"]
+    aux_funcs.check_text_fits(options.text_file, train_ids, len(val_ids), options.seq_length,
+                              options.batch_size, options.val_fraction)
+    check_memory(options, len(vocab))
+    if resumed:
+        if (info["text_sha256"] != resumed.info["text_sha256"]
+                or vocab != resumed.info["vocabulary"]):
+            raise UserError(f"{options.text_file} is not the text checkpoint {resumed.prefix} "
+                            f"was trained on ({resumed.info['options']['text_file']})")
+        if resumed.info["iteration"] >= options.iterations:
+            raise UserError(f"checkpoint {resumed.prefix} has done "
+                            f"{resumed.info['iteration']} iterations already; give a larger "
+                            "--iterations to train on")
+    elif options.save_dir and aux_funcs.listed_checkpoints(options.save_dir):
+        raise UserError(f"{options.save_dir} holds a checkpoint already; add --resume to go "
+                        "on training it, or give another --save-dir")
     aux_funcs.check_prime(options.prime, vocab)
-    tf = import_tensorflow(options, sampling=True)
-    # One stream is enough to sample, whatever batch the checkpoint was trained with.
-    model = build_graph(tf, len(vocab), replace(options, batch_size=1))
-    extras = add_extras(tf, model)
-    rng = np.random.default_rng(options.seed)
-    written = 0
-    with out_of_memory_in_one_line(tf, options), \
-            tf.compat.v1.Session(graph=model.graph,
-                                 config=session_config(tf, options, sampling=True)) as session, \
-            aux_funcs.StopRequest() as stop:
-        restore_checkpoint(session, extras.saver, saved.prefix)
-        sys.stdout.write(options.prime)
-        flushed = time.monotonic()
-        for char_id in draw(session, model, extras.sampler, options,
-                            [vocab.index(ch) for ch in options.prime], options.sample_length,
-                            rng):
-            sys.stdout.write(vocab[char_id])
-            written += 1
-            if stop.signum:
-                break
-            if time.monotonic() - flushed > 0.1:  # show the sample as it comes
-                sys.stdout.flush()
-                flushed = time.monotonic()
-    sys.stdout.write("\n")
-    if stop.signum:
-        print(f"tf-lstm-char.py: stopped by {signal.Signals(stop.signum).name} after "
-              f"{written} of {options.sample_length} characters", file=sys.stderr)
-        return 128 + stop.signum
-    return 0
+    for folder, flag in ((options.plots_dir, "--plots-dir"), (options.save_dir, "--save-dir"),
+                         (options.logdir, "--logdir")):
+        if folder:
+            aux_funcs.make_writable_dir(folder, flag)
 
-
-# Beyond the post: a model too big for the machine ---------------------------------------
 
 def weight_count(options, vocab_size):
     """The graph's trainable numbers: each layer's kernel and bias, out_w and out_b."""
@@ -725,169 +556,248 @@ def flags_to_lower(options):
     return f"{layers}--hidden-dim, --batch-size or --seq-length"
 
 
-@contextlib.contextmanager
-def out_of_memory_in_one_line(tf, options):
-    """Where TensorFlow runs out of memory all the same, say so in one line."""
+# Beyond the post: the run's folder and file names -----------------------------------------
+
+# Where runs keep their folders when --save-dir is not given: <text name>, <text name>-2, ...
+CHECKPOINTS_DIR = "checkpoints"
+
+RunFiles = namedtuple("RunFiles", "save_dir name plot_path history_path")
+
+
+def claim_run_files(options):
+    """The run's folder and the names of its plot and history, named after the folder so that
+    they are its own too. A fresh run without --save-dir claims a new folder (called once
+    nothing can be refused any more), so that no earlier run is overwritten."""
+    save_dir = options.save_dir or aux_funcs.claim_run_folder(
+        CHECKPOINTS_DIR, aux_funcs.text_name_of(options.text_file))
+    name = os.path.basename(os.path.normpath(save_dir))
+    return RunFiles(save_dir, name, aux_funcs.loss_plot_path(options.plots_dir, name),
+                    os.path.join(options.plots_dir, f"{name}_history.csv"))
+
+
+def checkpoint_to_read(typed, best=False):
+    """The checkpoint that --resume or --sample reads: the latest (or best) one in --save-dir,
+    or without it in the run of the text whose checkpoints were written last."""
+    if typed.get("save_dir"):
+        return aux_funcs.latest_checkpoint(typed["save_dir"], best)
+    name = aux_funcs.text_name_of(typed.get("text_file", DEFAULT_TEXT))
+    folder = aux_funcs.latest_run_folder(CHECKPOINTS_DIR, name)
+    if folder is None:
+        raise UserError(f"no run of {name} in {CHECKPOINTS_DIR}/; train first, or give the "
+                        "--save-dir of a run")
+    return aux_funcs.latest_checkpoint(folder, best)
+
+
+# Beyond the post: the progress kept in checkpoints, and --sample --------------------------
+
+KEEP_CHECKPOINTS = 5  # the newest ones, and the best by validation loss; others are removed
+
+
+@dataclass
+class Progress:
+    """Where training stands: everything a resumed run needs that the graph does not hold."""
+    iteration: int              # iterations done
+    position: int               # where in the training text the next window starts
+    state: np.ndarray           # the LSTM state carried into that window
+    loss_hist: list             # the loss of each iteration, after the starting value
+    smooth_loss_hist: list      # the smoothed loss, likewise
+    rng: np.random.Generator    # what the samples are drawn with
+    val_points: list = field(default_factory=list)  # (iterations done, validation loss)
+    best: list = None           # [iterations done, validation loss] of the best report
+
+    @classmethod
+    def restored(cls, checkpoint):
+        """The progress saved with `checkpoint`."""
+        info, arrays = checkpoint.info, checkpoint.arrays
+        rng = np.random.default_rng()
+        rng.bit_generator.state = info["rng_state"]
+        return cls(info["iteration"], info["position"], arrays["state"],
+                   arrays["loss_hist"].tolist(), arrays["smooth_loss_hist"].tolist(), rng,
+                   [tuple(point) for point in arrays["val_points"].tolist()], info["best"])
+
+
+def save_checkpoint(session, saver, save_dir, progress, info):
+    """Save weights, optimizer slots and `progress` as checkpoint ckpt-<iteration>.
+
+    All or nothing: the new checkpoint is listed in <save_dir>/checkpoint only once all its
+    files are complete, and older ones are removed only after that.
+    """
+    name = aux_funcs.checkpoint_name(progress.iteration)
+    prefix = aux_funcs.checkpoint_prefix(save_dir, progress.iteration)
+    earlier = [n for n in aux_funcs.listed_checkpoints(save_dir) if n != name]
+    kept = (earlier + [name])[-KEEP_CHECKPOINTS:]
+    best = progress.best and aux_funcs.checkpoint_name(progress.best[0])
+    if best in earlier and best not in kept:
+        kept.insert(0, best)
     try:
-        yield
-    except tf.errors.ResourceExhaustedError as exc:
-        raise UserError(f"out of memory ({error_summary(exc)}); lower "
-                        f"{flags_to_lower(options)}") from None
+        # In the session's graph whatever the caller entered: outside any graph, the Saver
+        # takes itself to be running eagerly and fails.
+        with session.graph.as_default():
+            saver.save(session, prefix, write_state=False)
+        aux_funcs.save_run_state(prefix, dict(
+            info, iteration=progress.iteration, position=progress.position,
+            rng_state=progress.rng.bit_generator.state, best=progress.best), {
+            "state": progress.state,
+            "loss_hist": np.array(progress.loss_hist, dtype=np.float64),
+            "smooth_loss_hist": np.array(progress.smooth_loss_hist, dtype=np.float64),
+            "val_points": np.array(progress.val_points, dtype=np.float64).reshape(-1, 2)})
+        aux_funcs.write_checkpoint_list(save_dir, kept)
+    except BaseException as exc:
+        # Whatever stopped it (a full disk, a permission, TensorFlow's writer, a second
+        # Ctrl-C), a checkpoint the list does not name may be incomplete: remove what there
+        # is of it. One the list names was complete before the list was written.
+        if name not in aux_funcs.read_checkpoint_list(save_dir):
+            remove_checkpoint_files(save_dir, name)
+        if not isinstance(exc, Exception):
+            raise
+        raise UserError(f"could not save checkpoint {prefix} ({type(exc).__name__}: "
+                        f"{error_summary(exc)}); the previous checkpoint is intact") from None
+    for old in set(earlier) - set(kept):
+        remove_checkpoint_files(save_dir, old)
 
 
-# Beyond the post: the run around the loop -------------------------------------------------
+def remove_checkpoint_files(save_dir, name):
+    for entry in os.listdir(save_dir):
+        if entry.startswith(name + "."):
+            os.unlink(os.path.join(save_dir, entry))
 
-class Run:
-    """What the program does around the post's loop: the checks before it, and at each
-    report held-out evaluation, the sample, the plot and history, a checkpoint and
-    TensorBoard; after each step the progress bar and stop requests; at the end the whole
-    held-out text scored once and the closing lines."""
 
-    def __init__(self, options, text, train_ids, val_ids, idx_to_char, resumed):
-        """Check everything that can be wrong before TensorFlow loads, claim the run's folder
-        and say where it writes."""
-        self.options, self.resumed = options, resumed
-        self.vocab = "".join(idx_to_char[i] for i in range(len(idx_to_char)))
-        held_out = len(val_ids)
-        aux_funcs.check_text_fits(options.text_file, train_ids, held_out, options.seq_length,
-                                  options.batch_size, options.val_fraction)
-        check_memory(options, len(self.vocab))
-        text_sha256 = aux_funcs.sha256_of_file(options.text_file)
-        if resumed:
-            if (text_sha256 != resumed.info["text_sha256"]
-                    or self.vocab != resumed.info["vocabulary"]):
-                raise UserError(f"{options.text_file} is not the text checkpoint "
-                                f"{resumed.prefix} was trained on "
-                                f"({resumed.info['options']['text_file']})")
-            if resumed.info["iteration"] >= options.iterations:
-                raise UserError(f"checkpoint {resumed.prefix} has done "
-                                f"{resumed.info['iteration']} iterations already; give a "
-                                "larger --iterations to train on")
-        elif options.save_dir and aux_funcs.listed_checkpoints(options.save_dir):
-            raise UserError(f"{options.save_dir} holds a checkpoint already; add --resume to "
-                            "go on training it, or give another --save-dir")
-        aux_funcs.check_prime(options.prime, self.vocab)
-        aux_funcs.make_writable_dir(options.plots_dir, "--plots-dir")
-        if options.save_dir:
-            aux_funcs.make_writable_dir(options.save_dir, "--save-dir")
-        if options.logdir:
-            aux_funcs.make_writable_dir(options.logdir, "--logdir")
-        # Last, once nothing can be refused: a fresh run without --save-dir takes a folder of
-        # its own, so that no earlier run is overwritten.
-        self.save_dir = options.save_dir or aux_funcs.claim_run_folder(
-            RUNS, aux_funcs.text_name_of(options.text_file))
-        # The plot and history are named after the run's folder, so they are its own too.
-        self.name = os.path.basename(os.path.normpath(self.save_dir))
-        self.plot_path = aux_funcs.loss_plot_path(options.plots_dir, self.name)
-        self.history_path = os.path.join(options.plots_dir, f"{self.name}_history.csv")
+def restore_checkpoint(session, saver, prefix):
+    try:
+        with session.graph.as_default():
+            saver.restore(session, prefix)
+    except Exception as exc:
+        raise UserError(f"checkpoint {prefix} cannot be restored "
+                        f"({error_summary(exc)})") from None
 
-        self.info = {"format": aux_funcs.CHECKPOINT_FORMAT, "vocabulary": self.vocab,
-                     "options": stored_options(options), "text_sha256": text_sha256}
-        self.val_ids = val_ids
+
+def sample_command(typed):
+    """--sample: print text drawn from the latest (or best) checkpoint, and nothing else."""
+    saved = checkpoint_to_read(typed, typed.get("best", False))
+    if not typed.get("save_dir"):
+        print(f"tf-lstm-char.py: sampling from {aux_funcs.display_path(saved.prefix)}, the "
+              "latest run of its text", file=sys.stderr)
+    options = resolve_options(typed, saved, (MODEL,))
+    vocab = saved.info["vocabulary"]
+    aux_funcs.check_prime(options.prime, vocab)
+    tf = import_tensorflow(options, sampling=True)
+    # One stream is enough to sample, whatever batch the checkpoint was trained with.
+    model = add_extras(tf, build_graph(tf, len(vocab), replace(options, batch_size=1)))
+    written = 0
+    with open_session(tf, model, options, sampling=True) as session, \
+            aux_funcs.StopRequest() as stop:
+        restore_checkpoint(session, model.saver, saved.prefix)
+        sys.stdout.write(options.prime)
+        flushed = time.monotonic()
+        for char_id in sample_by_options(session, model, options, vocab, options.sample_length,
+                                         np.random.default_rng(options.seed)):
+            sys.stdout.write(vocab[char_id])
+            written += 1
+            if stop.signum:
+                break
+            if time.monotonic() - flushed > 0.1:  # show the sample as it comes
+                sys.stdout.flush()
+                flushed = time.monotonic()
+    sys.stdout.write("\n")
+    if stop.signum:
+        return signal_exit(stop.signum, lambda name: f"stopped by {name} after {written} of "
+                                                     f"{options.sample_length} characters")
+    return 0
+
+
+# Beyond the post: the report and the console ----------------------------------------------
+
+class Report:
+    """What a report adds to the post's three lines, and the console around the loop: the
+    report line's epoch, held-out loss and speed; after the plot, the history, a checkpoint
+    and TensorBoard; between reports, the progress bar and stop requests; the closing lines.
+    """
+
+    def __init__(self, options, files, info, progress, val_ids, it_per_epoch):
+        self.options, self.files, self.info, self.progress = options, files, info, progress
+        self.vocab, self.val_ids, self.it_per_epoch = info["vocabulary"], val_ids, it_per_epoch
         # Whether reports score only the first part of the held-out text, and the end all of it.
-        self.sliced = held_out > VAL_SLICE_CHARS
-        self.val_slice = held_out_tracks(val_ids[:VAL_SLICE_CHARS]) if held_out else None
+        self.sliced = len(val_ids) > VAL_SLICE_CHARS
+        self.val_slice = held_out_tracks(val_ids[:VAL_SLICE_CHARS]) if len(val_ids) else None
         self.val_label = f"val[:{VAL_SLICE_CHARS}]" if self.sliced else "val"
-        self.prime_ids = [self.vocab.index(ch) for ch in options.prime]
-        self.it_per_epoch = len(train_ids) / (options.seq_length * options.batch_size)
-        self.rng = np.random.default_rng(options.seed)
-        if resumed:
-            arrays = resumed.arrays
-            self.progress = Progress(
-                resumed.info["iteration"], resumed.info["position"], arrays["state"],
-                arrays["loss_hist"].tolist(), arrays["smooth_loss_hist"].tolist(),
-                [tuple(point) for point in arrays["val_points"].tolist()],
-                resumed.info["best"])
-            self.rng.bit_generator.state = resumed.info["rng_state"]
-        else:
-            start = math.log(len(self.vocab))
-            self.progress = Progress(0, 0, np.zeros(state_shape(options), np.float32),
-                                     [start], [start], [], None)
+        self.val_legend = f"validation loss ({self.val_label}, held-out text)"
+        self.val_loss_all, self.eval_seconds = None, 0.0
+
+    def announce(self, text_length, train_length):
+        """Say what the run trains on, and where it writes."""
         scored = (f" (the first {VAL_SLICE_CHARS:,} scored at each report, all at the end)"
                   if self.sliced else "")
-        print(f"{aux_funcs.display_path(options.text_file)}: {len(text):,} characters, "
-              f"{len(self.vocab)} distinct; training on {len(train_ids):,}, holding out "
-              f"{held_out:,}{scored}")
-        print(f"writing checkpoints to {self.save_dir}, the plot and history to "
-              f"{self.plot_path} and {self.history_path}", flush=True)
+        print(f"{aux_funcs.display_path(self.options.text_file)}: {text_length:,} characters, "
+              f"{len(self.vocab)} distinct; training on {train_length:,}, holding out "
+              f"{len(self.val_ids):,}{scored}")
+        print(f"writing checkpoints to {self.files.save_dir}, the plot and history to "
+              f"{self.files.plot_path} and {self.files.history_path}", flush=True)
 
     @contextlib.contextmanager
-    def started(self, session, tf, model, extras):
-        """The run inside the session: restored or initialised, with signals turned into
-        stop requests and TensorBoard written to, while the block lasts; at its end, unless
-        stopped, the whole held-out text scored once."""
-        if self.resumed:
-            restore_checkpoint(session, extras.saver, self.resumed.prefix)
-            print(f"resuming {aux_funcs.display_path(self.resumed.prefix)} at iteration "
-                  f"{self.progress.iteration}", flush=True)
-        else:
-            session.run(model.init)
-        self.model, self.extras = model, extras
-        self.bar = aux_funcs.ProgressBar(sys.stdout)
+    def running(self, tf, model):
+        """While the block trains `model`: signals turned into stop requests, TensorBoard
+        written to, and the time kept."""
+        self.model, self.bar = model, aux_funcs.ProgressBar(sys.stdout)
         self.first_iteration = self.last_report = self.progress.iteration
         self.started_at = self.last_report_at = time.perf_counter()
-        self.eval_seconds, self.val_loss_all = 0.0, None
         self.summaries = Summaries(tf, self.options.logdir, model.graph)
         try:
             with aux_funcs.StopRequest() as self.stop:
                 yield self
-                if not self.sliced and self.progress.val_points:
-                    self.val_loss_all = self.progress.val_points[-1][1]  # all of it already
-                elif self.sliced and not self.stop.signum:
-                    self.val_loss_all = self.evaluate(session, held_out_tracks(self.val_ids))
         finally:
             self.summaries.close()
             self.elapsed = time.perf_counter() - self.started_at
 
+    def stop_requested(self):
+        return self.stop.signum is not None
+
     def evaluate(self, session, val_tracks):
         """The mean loss on held-out tracks, timed; a loss that is not finite stops the run."""
         start = time.perf_counter()
-        val_loss = evaluate(session, self.extras.evaluation, val_tracks)
+        val_loss = evaluate(session, self.model.evaluation, val_tracks)
         self.eval_seconds += time.perf_counter() - start
         if not math.isfinite(val_loss):
-            self.bar.clear()
             raise Diverged("validation loss", val_loss, self.progress.iteration)
         return val_loss
 
-    def report(self, session):
-        """`iter N, loss: X` and more, a sample, the plot and history, and a checkpoint."""
-        options, progress = self.options, self.progress
+    def measure(self, session):
+        """The report line's fields after the post's: the epoch, the held-out loss (scored
+        now, and kept with the best so far) and the speed since the last report."""
+        progress, options = self.progress, self.options
         done, now = progress.iteration, time.perf_counter()
-        val_loss = None
+        self.bar.clear()
+        fields = {"epoch": done / self.it_per_epoch}
         if self.val_slice is not None:
             val_loss = self.evaluate(session, self.val_slice)
             progress.val_points.append((done, val_loss))
             if progress.best is None or val_loss < progress.best[1]:
                 progress.best = [done, val_loss]
             self.summaries.scalars(done, val_loss=val_loss)
-        timing = {}
+            fields.update(val_loss=val_loss, val_label=self.val_label)
         if done > self.last_report:
             rate = (done - self.last_report) / (now - self.last_report_at)
             elapsed = now - self.started_at
-            timing = dict(rate=rate,
-                          chars_per_second=rate * options.seq_length * options.batch_size,
-                          elapsed=elapsed, left=(options.iterations - done) * elapsed
-                          / (done - self.first_iteration))
-        self.bar.clear()
-        print(aux_funcs.report_line(done, progress.smooth_loss_hist[-1],
-                                    done / self.it_per_epoch, val_loss, self.val_label,
-                                    **timing))
-        drawn = draw(session, self.model, self.extras.sampler, options, self.prime_ids,
-                     options.sample_length, self.rng)
-        text = options.prime + "".join(self.vocab[i] for i in drawn)
-        print(f"{RULE}\n{text}\n{RULE}", flush=True)
-        aux_funcs.plot(progress.loss_hist, progress.smooth_loss_hist, done, self.it_per_epoch,
-                       self.name, options.plots_dir, progress.val_points,
-                       f"validation loss ({self.val_label}, held-out text)")
-        aux_funcs.write_history(self.history_path, progress.loss_hist,
+            left = (options.iterations - done) * elapsed / (done - self.first_iteration)
+            fields.update(rate=rate, elapsed=elapsed, left=left,
+                          chars_per_second=rate * options.seq_length * options.batch_size)
+        return fields
+
+    def keep(self, session, last):
+        """After the post's three lines: the history, a checkpoint, TensorBoard written out;
+        at the last report of a finished run, the whole held-out text scored once."""
+        progress = self.progress
+        aux_funcs.write_history(self.files.history_path, progress.loss_hist,
                                 progress.smooth_loss_hist, progress.val_points)
-        save_checkpoint(session, self.extras.saver, self.save_dir, progress, self.info,
-                        self.rng)
+        save_checkpoint(session, self.model.saver, self.files.save_dir, progress, self.info)
         self.summaries.flush()
-        self.last_report, self.last_report_at = done, time.perf_counter()
+        if last and not self.sliced and progress.val_points:
+            self.val_loss_all = progress.val_points[-1][1]  # the report scored all of it
+        elif last and self.sliced and not self.stop_requested():
+            self.val_loss_all = self.evaluate(session, held_out_tracks(self.val_ids))
+        self.last_report, self.last_report_at = progress.iteration, time.perf_counter()
 
     def after_step(self):
-        """Check the step's loss, log it, move the bar; True when asked to stop."""
+        """Check the step's loss, log it, move the bar."""
         progress, every = self.progress, self.options.sample_every
         loss = progress.loss_hist[-1]
         if not math.isfinite(loss):
@@ -896,11 +806,10 @@ class Run:
         self.summaries.scalars(progress.iteration, loss=loss,
                                smoothed_loss=progress.smooth_loss_hist[-1])
         self.bar.update(progress.iteration % every, every)
-        return self.stop.signum is not None
 
     def close(self):
         """The closing lines; the exit code."""
-        progress = self.progress
+        progress, files = self.progress, self.files
         done = progress.iteration - self.first_iteration
         print(f"trained {done} iterations in {aux_funcs.format_duration(self.elapsed)} "
               f"({done / self.elapsed:.2f} iterations/s), "
@@ -914,22 +823,29 @@ class Run:
             print(f"{whole}at the best report ({progress.best[0]}), {self.val_label} "
                   f"{progress.best[1]:.4f} nats; evaluating took {self.eval_seconds:.1f}s "
                   f"({100 * self.eval_seconds / self.elapsed:.1f}% of the time)")
-        print(f"loss plot: {self.plot_path}, history: {self.history_path}")
-        checkpoint = aux_funcs.checkpoint_prefix(self.save_dir, progress.iteration)
-        best = progress.best and aux_funcs.checkpoint_prefix(self.save_dir, progress.best[0])
+        print(f"loss plot: {files.plot_path}, history: {files.history_path}")
+        checkpoint = aux_funcs.checkpoint_prefix(files.save_dir, progress.iteration)
+        best = progress.best and aux_funcs.checkpoint_prefix(files.save_dir, progress.best[0])
         print(f"checkpoint: {checkpoint}" + (f", best: {best}" if best else ""), flush=True)
-        if self.stop.signum:
-            name = signal.Signals(self.stop.signum).name
-            if progress.iteration >= self.options.iterations:
-                # It came while the whole held-out text was scored, after the last step.
-                print(f"tf-lstm-char.py: {name} came after the last iteration; the run is "
-                      "complete, there is nothing to resume", file=sys.stderr)
-            else:
-                print(f"tf-lstm-char.py: stopped by {name} at iteration {progress.iteration}; "
-                      f"go on with: python tf-lstm-char.py --resume --save-dir "
-                      f"{self.save_dir}", file=sys.stderr)
-            return 128 + self.stop.signum
-        return 0
+        if not self.stop_requested():
+            return 0
+        if progress.iteration >= self.options.iterations:
+            # It came while the whole held-out text was scored, after the last step.
+            return signal_exit(self.stop.signum, lambda name: (
+                f"{name} came after the last iteration; the run is complete, there is "
+                "nothing to resume"))
+        return signal_exit(self.stop.signum, lambda name: (
+            f"stopped by {name} at iteration {progress.iteration}; go on with: python "
+            f"tf-lstm-char.py --resume --save-dir {files.save_dir}"))
+
+
+class Diverged(UserError):
+    """The loss stopped being a finite number."""
+
+    def __init__(self, what, value, it):
+        super().__init__(f"the {what} became {value} at iteration {it}: training diverged, so "
+                         "this state was not saved and the last checkpoint is kept; try a "
+                         "lower --learning-rate")
 
 
 class Summaries:
@@ -959,13 +875,29 @@ class Summaries:
             self.writer.close()
 
 
-# Beyond the post: the flags and their checks ----------------------------------------------
+def signal_exit(signum, message):
+    """Say on stderr what the stop signal `signum` ended, in message(its name); return the
+    exit code a shell gives a program that signal ended."""
+    print(f"tf-lstm-char.py: {message(signal.Signals(signum).name)}", file=sys.stderr)
+    return 128 + signum
 
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr rather than usage plus error."""
 
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+# Beyond the post: the options and their flags ---------------------------------------------
+
+# What an option is to a checkpoint, declared once beside its default. MODEL options shape
+# the weights: a checkpoint restores only into a graph built with the same ones, so --resume
+# refuses others and --sample takes them from it. The SPLIT decides which text is trained on,
+# so --resume keeps it. CARRIED options are stored, and --resume carries them on unless they
+# are typed again (--dropout is one: it adds to the graph but no weights). The others belong
+# to one command. A checkpoint written before an option existed gets the option's default.
+MODEL, SPLIT, CARRIED = "model", "split", "carried"
+
+
+def option(default, role=None, metavar=None, check=None, choices=None):
+    """An Options field: its default, its role for checkpoints, and how its flag reads a
+    value where the field's type does not say (flag_reading)."""
+    return field(default=default, metadata={"role": role, "metavar": metavar, "check": check,
+                                            "choices": choices})
 
 
 def positive_int(value):
@@ -1003,13 +935,121 @@ def dropout_probability(value):
     return number
 
 
-# argparse names the type function in its message ("invalid positive_int value"), so give
-# each one a name a user can read.
+# argparse names the check in its message ("invalid positive_int value"), so give each one a
+# name a user can read.
 positive_int.__name__ = "positive integer"
 non_negative_int.__name__ = "non-negative integer"
 positive_float.__name__ = "positive number"
 fraction_up_to_half.__name__ = "fraction"
 dropout_probability.__name__ = "probability"
+
+
+@dataclass(frozen=True)
+class Options:
+    """The hyperparameters and the rest of the options: one value per command, made once
+    from the flags and a checkpoint's stored options (resolve_options), never changed."""
+    text_file: str = option(DEFAULT_TEXT, CARRIED, "TEXT_FILE")
+    encoding: str = option("utf-8", CARRIED, "NAME")
+    val_fraction: float = option(0.1, SPLIT, check=fraction_up_to_half)
+    hidden_dim: int = option(500, MODEL)
+    num_layers: int = option(1, MODEL)
+    dropout: float = option(0.0, CARRIED, "P", dropout_probability)
+    iterations: int = option(4001, CARRIED)
+    seq_length: int = option(100, CARRIED)
+    batch_size: int = option(1, MODEL)
+    learning_rate: float = option(1e-2, CARRIED)
+    optimizer: str = option("adam", MODEL, choices=("adam", "sgd"))
+    clip: float = option(None, CARRIED)
+    sample: bool = option(False)
+    sample_every: int = option(100, CARRIED)
+    sample_length: int = option(600, CARRIED)
+    temperature: float = option(1.0, CARRIED, "T")
+    prime: str = option("", CARRIED, "TEXT")
+    argmax: bool = option(False, CARRIED)
+    sampler: str = option("graph", CARRIED, choices=("graph", "feed"))
+    best: bool = option(False)
+    seed: int = option(None, CARRIED, check=non_negative_int)
+    xla: str = option("auto", CARRIED, choices=("auto", "on", "off"))
+    bf16: bool = option(False, CARRIED)
+    plots_dir: str = option("plots", CARRIED, "DIR")
+    save_dir: str = option(None, metavar="DIR")
+    resume: bool = option(False)
+    logdir: str = option(None, CARRIED, "DIR")
+
+
+# --help's groups of flags, in order, with one line of help for each option.
+FLAG_HELP = {
+    "data": {
+        "text_file": "text to train on (default: data/shakespeare.txt, or with --resume the "
+                     "checkpoint's text)",
+        "encoding": "encoding of TEXT_FILE (default: %(default)s)",
+        "val_fraction": "hold out the last F of the text to measure how well the model writes "
+                        "text it never trained on; 0 trains on all of it, as the original "
+                        "does (default: %(default)s)",
+    },
+    "model": {
+        "hidden_dim": "size of the LSTM state, in each layer (default: %(default)s)",
+        "num_layers": "LSTM layers stacked, each reading the outputs of the one below; 1 is "
+                      "the original (default: %(default)s)",
+        "dropout": "while training, drop each layer's outputs with probability P, against "
+                   "memorising a small text; 0 is the original, and it may change on --resume "
+                   "(default: %(default)s)",
+    },
+    "optimization": {
+        "iterations": "training iterations in all, counting those of a resumed run; the "
+                      "upstream repository later used 501 for quick tries (default: "
+                      "%(default)s)",
+        "seq_length": "characters per training window (default: %(default)s)",
+        "batch_size": "streams trained side by side: the text is cut into this many tracks, "
+                      "each read in order with its own LSTM state; 1 is the original "
+                      "(default: %(default)s)",
+        "learning_rate": "optimizer step size (default: %(default)s)",
+        "optimizer": "Adam, or the plain gradient descent that the upstream script keeps "
+                     "commented out (default: %(default)s)",
+        "clip": "scale the gradients down to a global norm of at most F (default: no "
+                "clipping, as the original)",
+    },
+    "sampling": {
+        "sample": "do not train: print text drawn from the latest checkpoint in --save-dir, "
+                  "and nothing else",
+        "sample_every": "iterations between reports: loss line, sample, plot update and "
+                        "checkpoint (default: %(default)s)",
+        "sample_length": "characters per sample (default: %(default)s)",
+        "temperature": "divide the logits by T before drawing: below 1 is bolder about likely "
+                       "characters, above 1 wilder (default: %(default)s)",
+        "prime": "run TEXT through the network first and continue from it (default: one "
+                 "random character)",
+        "argmax": "always take the most likely character instead of drawing",
+        "sampler": "draw in the graph, a tf.while_loop per 1,000 characters, or with the "
+                   "post's sample(), a session.run per character (default: %(default)s)",
+        "best": "with --sample, use the checkpoint with the lowest validation loss instead "
+                "of the latest",
+        "seed": "random seed; give one to make a run or a sample repeatable (default: a new "
+                "one each run)",
+    },
+    "speed (see the Performance section of README.md)": {
+        "xla": "let XLA compile clusters of the graph; auto turns it on for batch-1 training "
+               "without --bf16, the one case where it pays (default: %(default)s)",
+        "bf16": "run the matrix products in bfloat16 (weights and sums stay float32, the "
+                "numbers differ slightly): faster on some processors only, see README.md",
+    },
+    "bookkeeping": {
+        "plots_dir": "folder for the loss plot PNG and the history CSV, named after the run's "
+                     "folder (default: %(default)s)",
+        "save_dir": "folder for checkpoints (default: a new checkpoints/<text name>, <text "
+                    "name>-2, ... for each run; with --resume or --sample the text's run "
+                    "written last)",
+        "resume": "go on training from the latest checkpoint in --save-dir",
+        "logdir": "also write TensorBoard event files (graph, losses) to DIR (default: none)",
+    },
+}
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr rather than usage plus error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser():
@@ -1019,120 +1059,84 @@ def build_parser():
         description="Train a character-level LSTM on a text file, printing samples as it "
                     "learns and saving a plot of the loss and checkpoints; or, with "
                     "--sample, write text from a saved checkpoint.")
-
-    data = parser.add_argument_group("data")
-    # SUPPRESS: argparse would otherwise set a missing positional to its default, as if typed.
-    data.add_argument("text_file", metavar="TEXT_FILE", nargs="?", default=argparse.SUPPRESS,
-                      help="text to train on (default: data/shakespeare.txt, or with "
-                           "--resume the checkpoint's text)")
-    data.add_argument("--encoding", metavar="NAME",
-                      help="encoding of TEXT_FILE (default: %(default)s)")
-    data.add_argument("--val-fraction", type=fraction_up_to_half, metavar="F",
-                      help="hold out the last F of the text to measure how well the model "
-                           "writes text it never trained on; 0 trains on all of it, as the "
-                           "original does (default: %(default)s)")
-
-    model = parser.add_argument_group("model")
-    model.add_argument("--hidden-dim", type=positive_int, metavar="N",
-                       help="size of the LSTM state, in each layer (default: %(default)s)")
-    model.add_argument("--num-layers", type=positive_int, metavar="N",
-                       help="LSTM layers stacked, each reading the outputs of the one below; "
-                            "1 is the original (default: %(default)s)")
-    model.add_argument("--dropout", type=dropout_probability, metavar="P",
-                       help="while training, drop each layer's outputs with probability P, "
-                            "against memorising a small text; 0 is the original, and it may "
-                            "change on --resume (default: %(default)s)")
-
-    optim = parser.add_argument_group("optimization")
-    optim.add_argument("--iterations", type=positive_int, metavar="N",
-                       help="training iterations in all, counting those of a resumed run; "
-                            "the upstream repository later used 501 for quick tries "
-                            "(default: %(default)s)")
-    optim.add_argument("--seq-length", type=positive_int, metavar="N",
-                       help="characters per training window (default: %(default)s)")
-    optim.add_argument("--batch-size", type=positive_int, metavar="N",
-                       help="streams trained side by side: the text is cut into this many "
-                            "tracks, each read in order with its own LSTM state; 1 is the "
-                            "original (default: %(default)s)")
-    optim.add_argument("--learning-rate", type=positive_float, metavar="F",
-                       help="optimizer step size (default: %(default)s)")
-    optim.add_argument("--optimizer", choices=("adam", "sgd"),
-                       help="Adam, or the plain gradient descent the original keeps "
-                            "commented out (default: %(default)s)")
-    optim.add_argument("--clip", type=positive_float, metavar="F",
-                       help="scale the gradients down to a global norm of at most F "
-                            "(default: no clipping, as the original)")
-
-    sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--sample", action="store_true",
-                          help="do not train: print text drawn from the latest checkpoint "
-                               "in --save-dir, and nothing else")
-    sampling.add_argument("--sample-every", type=positive_int, metavar="N",
-                          help="iterations between reports: loss line, sample, plot update "
-                               "and checkpoint (default: %(default)s)")
-    sampling.add_argument("--sample-length", type=positive_int, metavar="N",
-                          help="characters per sample (default: %(default)s)")
-    sampling.add_argument("--temperature", type=positive_float, metavar="T",
-                          help="divide the logits by T before drawing: below 1 is bolder "
-                               "about likely characters, above 1 wilder (default: "
-                               "%(default)s)")
-    sampling.add_argument("--prime", metavar="TEXT",
-                          help="run TEXT through the network first and continue from it "
-                               "(default: one random character)")
-    sampling.add_argument("--argmax", action="store_true",
-                          help="always take the most likely character instead of drawing")
-    sampling.add_argument("--sampler", choices=("graph", "feed"),
-                          help="draw in the graph, a tf.while_loop per 1,000 characters, or "
-                               "with the post's sample(), a session.run per character "
-                               "(default: %(default)s)")
-    sampling.add_argument("--best", action="store_true",
-                          help="with --sample, use the checkpoint with the lowest validation "
-                               "loss instead of the latest")
-    sampling.add_argument("--seed", type=non_negative_int, metavar="N",
-                          help="random seed; give one to make a run or a sample repeatable "
-                               "(default: a new one each run)")
-
-    speed = parser.add_argument_group("speed (see the Performance section of README.md)")
-    speed.add_argument("--xla", choices=("auto", "on", "off"),
-                       help="let XLA compile clusters of the graph; auto turns it on where it "
-                            "paid off here: batch 1 without --bf16 (default: %(default)s)")
-    speed.add_argument("--bf16", action="store_true",
-                       help="run the matrix products in bfloat16 (weights and sums stay "
-                            "float32): much faster on processors with AVX512-BF16 or AMX, "
-                            "slightly different numbers")
-
-    book = parser.add_argument_group("bookkeeping")
-    book.add_argument("--plots-dir", metavar="DIR",
-                      help="folder for the loss plot PNG and the history CSV, named after "
-                           "the run's folder (default: %(default)s)")
-    book.add_argument("--save-dir", metavar="DIR",
-                      help="folder for checkpoints (default: a new checkpoints/<text name>, "
-                           "<text name>-2, ... for each run; with --resume or --sample the "
-                           "text's run written last)")
-    book.add_argument("--resume", action="store_true",
-                      help="go on training from the latest checkpoint in --save-dir")
-    book.add_argument("--logdir", metavar="DIR",
-                      help="also write TensorBoard event files (graph, losses) to DIR "
-                           "(default: none)")
-    parser.set_defaults(**{f.name: f.default for f in fields(Options) if f.name != "text_file"})
+    options = {option.name: option for option in fields(Options)}
+    for title, helps in FLAG_HELP.items():
+        group = parser.add_argument_group(title)
+        for name, help_text in helps.items():
+            group.add_argument(*flag_names(options[name]), help=help_text,
+                               **flag_reading(options[name]))
     return parser
 
 
-# Beyond the post: the backward pass's product with the kernel --------------------------
+def flag_names(option):
+    """TEXT_FILE is given by place; every other option by its flag, --name-with-dashes."""
+    return [option.name] if option.name == "text_file" else ["--" + option.name.replace("_", "-")]
+
+
+def flag_reading(option):
+    """How argparse reads the option's value: a switch for a bool; else its choices, or a
+    check (by default, a positive number of the field's type), and a metavar."""
+    meta = option.metadata
+    if option.type is bool:
+        return {"action": "store_true", "default": option.default}
+    if option.name == "text_file":
+        # SUPPRESS: argparse would otherwise set a missing positional to its default, as if
+        # typed.
+        return {"metavar": meta["metavar"], "nargs": "?", "default": argparse.SUPPRESS}
+    if meta["choices"]:
+        return {"choices": meta["choices"], "default": option.default}
+    check = meta["check"] or {int: positive_int, float: positive_float}.get(option.type)
+    metavar = meta["metavar"] or {int: "N", float: "F"}[option.type]
+    return {"type": check, "metavar": metavar, "default": option.default}
+
+
+def check_flags_together(parser, typed):
+    """Refuse flags that do not go together."""
+    if typed.get("best") and not typed.get("sample"):
+        parser.error("--best goes with --sample")
+    if typed.get("sample") and typed.get("resume"):
+        parser.error("--sample and --resume do not go together: sample from a checkpoint, "
+                     "or go on training it")
+
+
+def resolve_options(typed, saved, roles):
+    """The one Options of a command: the options typed; for the others, a checkpoint's
+    stored ones of the given roles; for the rest, the defaults. A typed MODEL or SPLIT option
+    that differs from the checkpoint's is refused."""
+    values = {"save_dir": os.path.dirname(saved.prefix)} if saved else {}
+    stored = saved.info["options"] if saved else {}
+    for option in fields(Options):
+        role, name = option.metadata["role"], option.name
+        if role not in roles or name not in stored:
+            continue
+        if role in (MODEL, SPLIT) and name in typed and typed[name] != stored[name]:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {typed[name]} does not match checkpoint {saved.prefix}, "
+                            f"which has {stored[name]}; leave {flag} out to use it")
+        values[name] = stored[name]
+    return Options(**{**values, **typed})
+
+
+def stored_options(options):
+    """What a checkpoint keeps of the options: those with a role, the text by its full path."""
+    kept = {f.name: getattr(options, f.name) for f in fields(Options) if f.metadata["role"]}
+    return dict(kept, text_file=os.path.abspath(options.text_file))
+
+
+# Beyond the post: the backward pass's product with the kernel -----------------------------
 
 def transpose_kernel_once(tf, graph, cell, options):
     """Have the backward pass multiply by the kernel transposed once a window, not every step.
 
     Each layer, at each step of the loop, computes gates = concat([x, h]) @ kernel (x being
-    the layer below's h above the first), and the gradient with
-    respect to concat([x, h]) is dgates @ kernel^T. TensorFlow's gradient asks oneDNN for that
-    product with the kernel transposed on the fly, at every step. Measured on an AVX-512
-    processor, that was the largest op of a batch-32 step, and the backward pass given a copy
-    of the kernel transposed once, before the loop, trained 1.3 times as fast (capped at AVX2,
-    oneDNN gained little from it; tests/benchmark.py --profile, and its row that undoes this).
-    At batch 1, and with --bf16, the copy measured no faster, and XLA compiles the products
-    itself: those keep TensorFlow's gradient. The gradient is the same either way
-    (tests/test_graph.py compares them).
+    the layer below's h above the first), and the gradient with respect to concat([x, h]) is
+    dgates @ kernel^T. TensorFlow's gradient asks oneDNN for that product with the kernel
+    transposed on the fly, at every step, and oneDNN's AVX-512 code is slow at it: the
+    largest op of a batch-32 step. Given a copy of the kernel transposed once, before the
+    loop, the backward pass trains faster (README's Performance; tests/benchmark.py measures
+    it, and has a row that undoes it). At batch 1, and with --bf16, the copy measured no
+    faster, and XLA compiles the products itself: those keep TensorFlow's gradient. The
+    gradient is the same either way (tests/test_graph.py compares them).
 
     It reaches into the loop that dynamic_rnn built, so it does nothing if a later TensorFlow
     builds that loop differently (the same test tells).
@@ -1171,9 +1175,9 @@ def transposed_gradient(tf, kernel_transposed):
 # Beyond the post: TensorFlow's quiet start ------------------------------------------------
 
 def use_xla(options, sampling=False):
-    """Whether to turn XLA on: measured here (tests/benchmark.py) it speeds up training at
-    batch 1, but slows down training at batch 32 and the in-graph sampler, and keeps --bf16
-    from applying."""
+    """Whether to turn XLA on. Its compiled clusters pay for training at batch 1; they made
+    training at larger batches and the in-graph sampler slower, and keep --bf16 from
+    applying."""
     if options.xla == "auto":
         return not sampling and options.batch_size == 1 and not options.bf16
     return options.xla == "on"
@@ -1214,8 +1218,8 @@ def import_tensorflow(options=Options(), sampling=False):
     # tf-keras.
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # oneDNN's kernels are TensorFlow's default only on some processors; they are the
-    # largest single speed-up measured here (tests/benchmark.py), so ask for them everywhere.
+    # oneDNN's kernels are TensorFlow's default only on some processors, and the largest
+    # single speed-up tests/benchmark.py measures: ask for them everywhere.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if use_xla(options, sampling):
         # On the CPU, XLA auto-clustering needs this besides the session's global_jit_level.
@@ -1250,9 +1254,22 @@ def session_config(tf, options, sampling=False):
 
 
 @contextlib.contextmanager
-def building(graph):
-    """Add to `graph`. The graph API this program teaches is deprecated as a whole; saying so
-    at every call would bury what it prints."""
+def open_session(tf, model, options, sampling=False):
+    """A tf.compat.v1.Session of the model's graph, configured by session_config; TensorFlow
+    running out of memory in it is said in one line."""
+    try:
+        with tf.compat.v1.Session(graph=model.graph,
+                                  config=session_config(tf, options, sampling)) as session:
+            yield session
+    except tf.errors.ResourceExhaustedError as exc:
+        raise UserError(f"out of memory ({error_summary(exc)}); lower "
+                        f"{flags_to_lower(options)}") from None
+
+
+@contextlib.contextmanager
+def building_quietly(graph):
+    """Add to `graph`, without warnings: the graph API this program teaches is deprecated as
+    a whole, and saying so at every call would bury what it prints."""
     with graph.as_default(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*deprecated")
         yield

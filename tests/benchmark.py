@@ -160,7 +160,7 @@ def worker(name, iterations):
         init, init_state = "m/init", "m/init_state:0"
         windows = aux_funcs.tracks(ids, batch)
     else:
-        extras = lstm.add_extras(tf, model)
+        model = lstm.add_extras(tf, model)
         graph, init, init_state = model.graph, model.init, model.init_state
         fetches = [model.loss, model.final_state, model.training]
     result = {}
@@ -186,11 +186,11 @@ def worker(name, iterations):
         rng = np.random.default_rng(0)
         for sampler in samplers:
             sampler_options = lstm.replace(options, sampler=sampler)
-            list(lstm.draw(session, model, extras.sampler, sampler_options, [], 20, rng))
+            list(lstm.sample_by_options(session, model, sampler_options, "", 20, rng))
             times = []
             for _ in range(3):
                 start = time.perf_counter()
-                list(lstm.draw(session, model, extras.sampler, sampler_options, [], 600, rng))
+                list(lstm.sample_by_options(session, model, sampler_options, "", 600, rng))
                 times.append(time.perf_counter() - start)
             result[f"{sampler} sampler chars/s"] = 600 / statistics.median(times)
     result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

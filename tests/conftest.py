@@ -1,15 +1,29 @@
-"""Shared fixtures: the training script loaded as a module, and TensorFlow imported through it."""
+"""What the tests share: the training script loaded as a module, TensorFlow imported through
+it, small texts, small graphs built as the program builds them, and running the script as a
+user does."""
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "tf-lstm-char.py")
 sys.path.insert(0, REPO)
+
+import aux_funcs  # noqa: E402  (found through the path above)
+
+# Small texts to train on: long enough for a few windows of 10, short enough to train in
+# seconds.
+HAMLET = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind.\n" * 12
+RICHARD = "Now is the winter of our discontent\nMade glorious summer by this sun of York.\n" * 10
+
+# The size of the graphs built in-process by build().
+VOCAB = 6
+HIDDEN = 16
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +73,29 @@ def run_script(args, cwd, env=None, prefix=()):
     """tf-lstm-char.py run as a user runs it, in `cwd`; its exit code and text output."""
     return subprocess.run([*prefix, sys.executable, SCRIPT, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def build(lstm, tf, vocab_size=VOCAB, **options):
+    """A small graph as the program builds it, the post's with the extras: its Model."""
+    options = lstm.Options(**{"hidden_dim": HIDDEN, **options})
+    return lstm.add_extras(tf, lstm.build_graph(tf, vocab_size, options))
+
+
+def session_of(lstm, tf, model):
+    """A session with the program's options (the in-graph sampler runs in one of its pools)."""
+    return tf.compat.v1.Session(graph=model.graph, config=lstm.session_config(tf, lstm.Options()))
+
+
+def zero_state(model):
+    return np.zeros(model.init_state.shape, dtype=np.float32)
+
+
+def one_hot_steps(ids):
+    """ids, one stream, as the x of a graph of VOCAB characters."""
+    return aux_funcs.encode(ids, VOCAB)[:, np.newaxis, :]
+
+
+def run_steps(session, model, ids, state):
+    """The probabilities after each of `ids`, from `state`, and the state after the last."""
+    return session.run([model.probabilities, model.final_state],
+                       {model.x: one_hot_steps(ids), model.init_state: state})

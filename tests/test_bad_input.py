@@ -8,16 +8,14 @@ import re
 
 import pytest
 
-from conftest import files_of, run_script as run, unprivileged
-
-TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind.\n" * 12
+from conftest import HAMLET, files_of, run_script as run, unprivileged
 
 
 @pytest.fixture
-def workdir(tmp_path):
+def earlier_run(tmp_path):
     """story.txt to train on, and what an earlier run left: its plot, its history and a
     checkpoint."""
-    (tmp_path / "story.txt").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "story.txt").write_text(HAMLET, encoding="utf-8")
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "story_loss.png").write_bytes(b"\x89PNG an earlier plot")
     (tmp_path / "plots" / "story_history.csv").write_text("iteration,loss\n0,4.1\n")
@@ -69,11 +67,11 @@ def assert_one_line_and_nothing_lost(result, code, words, before, folder):
     (["--sample", "--resume"], "--sample and --resume do not go together"),
     (["--best"], "--best goes with --sample"),
 ])
-def test_bad_flags(workdir, no_tensorflow, args, words):
-    before = files_of(workdir)
-    result = run(["story.txt", *args], workdir, no_tensorflow)
+def test_bad_flags(earlier_run, no_tensorflow, args, words):
+    before = files_of(earlier_run)
+    result = run(["story.txt", *args], earlier_run, no_tensorflow)
     assert result.stdout == ""
-    assert_one_line_and_nothing_lost(result, 2, words, before, workdir)
+    assert_one_line_and_nothing_lost(result, 2, words, before, earlier_run)
 
 
 def write(name, content):
@@ -172,18 +170,18 @@ PERMISSION_CASES = {"unreadable", "--plots-dir not writable", "--save-dir not wr
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_input_files_and_folders(workdir, no_tensorflow, case):
+def test_bad_input_files_and_folders(earlier_run, no_tensorflow, case):
     setup, args, words = BAD_INPUTS[case]
     for make in setup:
-        make(workdir)
-    before = files_of(workdir)
+        make(earlier_run)
+    before = files_of(earlier_run)
     prefix = unprivileged() if case in PERMISSION_CASES else []
-    result = run(args, workdir, no_tensorflow, prefix)
-    assert_one_line_and_nothing_lost(result, 1, words, before, workdir)
+    result = run(args, earlier_run, no_tensorflow, prefix)
+    assert_one_line_and_nothing_lost(result, 1, words, before, earlier_run)
 
 
-def test_a_model_too_big_says_what_it_needs_and_what_to_lower(workdir, no_tensorflow):
-    result = run(["story.txt", "--hidden-dim", "1000000", "--batch-size", "2"], workdir,
+def test_a_model_too_big_says_what_it_needs_and_what_to_lower(earlier_run, no_tensorflow):
+    result = run(["story.txt", "--hidden-dim", "1000000", "--batch-size", "2"], earlier_run,
                  no_tensorflow)
     needed, available = map(float, re.search(
         r"needs about ([\d,.]+) GiB .* than the ([\d,.]+) GiB of memory available",
@@ -194,8 +192,8 @@ def test_a_model_too_big_says_what_it_needs_and_what_to_lower(workdir, no_tensor
     assert result.stderr.rstrip().endswith("lower --hidden-dim, --batch-size or --seq-length")
 
 
-def test_a_deep_model_too_big_names_the_layers_among_what_to_lower(workdir, no_tensorflow):
-    result = run(["story.txt", "--hidden-dim", "30000", "--num-layers", "40"], workdir,
+def test_a_deep_model_too_big_names_the_layers_among_what_to_lower(earlier_run, no_tensorflow):
+    result = run(["story.txt", "--hidden-dim", "30000", "--num-layers", "40"], earlier_run,
                  no_tensorflow)
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "--num-layers 40 --hidden-dim 30000 --batch-size 1 --seq-length 100 needs" in \

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import SCRIPT, files_of, run_script as run
+from conftest import RICHARD as TEXT, SCRIPT, files_of, run_script as run
 
-TEXT = "Now is the winter of our discontent\nMade glorious summer by this sun of York.\n" * 10
 UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
 TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
         "--sample-length", "30"]
@@ -282,6 +281,20 @@ def test_sample_prints_only_text_of_the_asked_length(trained):
     assert set(out[:-1]) <= set(TEXT)
 
 
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_a_temperature_too_low_to_divide_by_is_one_line(trained, sampler):
+    """Scores divided by 1e-40 are not finite: neither sampler can draw from them, and the
+    line says why without claiming that training diverged."""
+    before = files_of(trained / "ckpt")
+    result = run(["--sample", "--save-dir", "ckpt", "--temperature", "1e-40", "--sampler",
+                  sampler], trained)
+    assert result.returncode == 1
+    assert result.stderr == ("tf-lstm-char.py: error: the network's output is not finite at "
+                             "--temperature 1e-40: its weights have diverged, or the "
+                             "temperature is too low to divide by\n")
+    assert files_of(trained / "ckpt") == before
+
+
 def test_sample_is_repeatable_with_a_seed(trained):
     first = sample_text(trained, "--seed", "11", "--sample-length", "200")
     assert sample_text(trained, "--seed", "11", "--sample-length", "200") == first
@@ -318,16 +331,15 @@ def tiny(lstm, tf):
     with tf.compat.v1.Session(graph=model.graph) as session:
         session.run(model.init)
         yield types.SimpleNamespace(
-            saver=saver, session=session, rng=np.random.default_rng(0),
-            progress=lstm.Progress(0, 0, np.zeros((2, 1, 8), np.float32), [1.4], [1.4], [],
-                                   None),
+            saver=saver, session=session,
+            progress=lstm.Progress(0, 0, np.zeros((2, 1, 8), np.float32), [1.4], [1.4],
+                                   np.random.default_rng(0)),
             info={"format": 1, "vocabulary": "abcd", "text_sha256": "0" * 64,
                   "options": lstm.stored_options(lstm.Options())})
 
 
 def save(lstm, tiny, folder):
-    lstm.save_checkpoint(tiny.session, tiny.saver, str(folder), tiny.progress, tiny.info,
-                         tiny.rng)
+    lstm.save_checkpoint(tiny.session, tiny.saver, str(folder), tiny.progress, tiny.info)
 
 
 def disk_full(*args):
@@ -567,7 +579,7 @@ def edit_info(prefix, change):
 def test_an_option_the_checkpoint_does_not_know_gets_its_default(lstm, old_run):
     edit_info(str(old_run / "old" / "ckpt-20"), lambda info: info["options"].pop("clip"))
     saved = aux_funcs.latest_checkpoint(str(old_run / "old"))
-    options = lstm.resolve_options({}, saved, (lstm.MODEL, lstm.SPLIT, lstm.RUN))
+    options = lstm.resolve_options({}, saved, (lstm.MODEL, lstm.SPLIT, lstm.CARRIED))
     assert options.clip is None and options.seq_length == 10
     result = run(["old/richard.txt", "--resume", "--save-dir", "old", "--iterations", "22"],
                  old_run)
@@ -588,7 +600,7 @@ def test_a_checkpoint_of_an_unknown_format_is_refused_in_one_line(old_run, no_te
 def test_options_are_resolved_once_and_frozen(lstm, trained):
     saved = aux_funcs.latest_checkpoint(str(trained / "ckpt"))
     typed = {"iterations": 50, "learning_rate": 0.5}
-    options = lstm.resolve_options(typed, saved, (lstm.MODEL, lstm.SPLIT, lstm.RUN))
+    options = lstm.resolve_options(typed, saved, (lstm.MODEL, lstm.SPLIT, lstm.CARRIED))
     assert (options.iterations, options.learning_rate) == (50, 0.5)  # typed
     assert (options.hidden_dim, options.seq_length, options.seed) == (16, 10, 3)  # stored
     assert options.temperature == 1.0 and options.save_dir == str(trained / "ckpt")
@@ -629,14 +641,14 @@ def test_a_run_stopped_early_does_not_claim_to_have_scored_all_held_out_text(lst
     closing lines give the best report's slice, not a figure for all of it."""
     rng = np.random.default_rng(0)
     (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
-    stepped = lstm.Run.after_step
+    stepped = lstm.Report.after_step
 
-    def interrupted(run):
-        if run.progress.iteration == 3:
+    def interrupted(report):
+        if report.progress.iteration == 3:
             os.kill(os.getpid(), signal.SIGINT)
-        return stepped(run)
+        return stepped(report)
 
-    monkeypatch.setattr(lstm.Run, "after_step", interrupted)
+    monkeypatch.setattr(lstm.Report, "after_step", interrupted)
     monkeypatch.chdir(tmp_path)
     code = lstm.main(["long.txt", "--iterations", "1000", "--hidden-dim", "8", "--seq-length",
                       "10", "--sample-every", "2", "--sample-length", "5", "--save-dir", "ckpt"])

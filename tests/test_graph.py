@@ -7,35 +7,13 @@ import numpy as np
 import pytest
 
 import aux_funcs
-
-VOCAB = 6
-HIDDEN = 16
-
-
-def build(lstm, tf, vocab_size=VOCAB, **options):
-    """The post's graph with the program's extras, as the program builds them."""
-    model = lstm.build_graph(tf, vocab_size, lstm.Options(**{"hidden_dim": HIDDEN, **options}))
-    return model, lstm.add_extras(tf, model)
+from conftest import (HIDDEN, VOCAB, build, one_hot_steps, run_steps, run_script, session_of,
+                      zero_state)
 
 
 @pytest.fixture(scope="module")
-def built(lstm, tf):
+def model(lstm, tf):
     return build(lstm, tf, seed=0)
-
-
-@pytest.fixture(scope="module")
-def model(built):
-    return built[0]
-
-
-@pytest.fixture(scope="module")
-def extras(built):
-    return built[1]
-
-
-def session_of(lstm, tf, model):
-    """A session with the program's options (the in-graph sampler runs in one of its pools)."""
-    return tf.compat.v1.Session(graph=model.graph, config=lstm.session_config(tf, lstm.Options()))
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +21,6 @@ def session(lstm, tf, model):
     with session_of(lstm, tf, model) as session:
         session.run(model.init)
         yield session
-
-
-def zero_state(model):
-    return np.zeros(model.init_state.shape, dtype=np.float32)
-
-
-def one_hot_steps(ids):
-    return aux_funcs.encode(ids, VOCAB)[:, np.newaxis, :]
-
-
-def run_steps(session, model, ids, state):
-    return session.run([model.probabilities, model.final_state],
-                       {model.x: one_hot_steps(ids), model.init_state: state})
 
 
 def test_the_original_names_can_be_looked_up(model):
@@ -96,7 +61,7 @@ def test_feeding_the_final_state_back_continues_the_sequence(session, model, lst
 
 def test_the_optimizer_flag_picks_the_update_rule(lstm, tf):
     def slot_names(optimizer):
-        model, _ = build(lstm, tf, optimizer=optimizer)
+        model = build(lstm, tf, optimizer=optimizer)
         return [v.op.name for v in model.graph.get_collection("variables")]
     assert any("Adam" in name for name in slot_names("adam"))
     assert not any("Adam" in name for name in slot_names("sgd"))
@@ -104,25 +69,23 @@ def test_the_optimizer_flag_picks_the_update_rule(lstm, tf):
 
 @pytest.fixture(scope="module")
 def trained(lstm, tf, tmp_path_factory):
-    """A small network trained by the script's own loop on a text it can learn by heart."""
+    """A small network trained by the script on a text it can learn by heart, and its last
+    checkpoint restored into a session."""
     folder = tmp_path_factory.mktemp("trained")
     text = "abcdefg hijk.\n" * 60
     (folder / "abc.txt").write_text(text)
-    options = lstm.Options(
-        text_file=str(folder / "abc.txt"), val_fraction=0, hidden_dim=32, iterations=200,
-        seq_length=20, sample_every=60, sample_length=50, seed=1,
-        plots_dir=str(folder / "plots"), save_dir=str(folder / "ckpt"))
-    _, char_to_idx, idx_to_char, vocab_size = aux_funcs.load(options.text_file)
-    ids = aux_funcs.text_to_ids(text, char_to_idx)
-    run = lstm.Run(options, text, ids, ids[:0], idx_to_char, None)
-    model, extras = build(lstm, tf, len(char_to_idx), hidden_dim=32, seed=1)
+    result = run_script(["abc.txt", "--val-fraction", "0", "--hidden-dim", "32", "--iterations",
+                         "200", "--seq-length", "20", "--sample-every", "60", "--sample-length",
+                         "50", "--seed", "1", "--save-dir", "ckpt"], folder)
+    assert result.returncode == 0, result.stderr
+    saved = aux_funcs.latest_checkpoint(str(folder / "ckpt"))
+    vocab = saved.info["vocabulary"]
+    model = build(lstm, tf, len(vocab), hidden_dim=32, seed=1)
     session = session_of(lstm, tf, model)
-    batches = aux_funcs.BatchGenerator(ids, options.seq_length, vocab_size)
-    with run.started(session, tf, model, extras):
-        lstm.train(session, model, batches, options, run)
-    yield types.SimpleNamespace(model=model, extras=extras, session=session, text=text,
-                                vocab=run.vocab, progress=run.progress,
-                                saved=aux_funcs.read_checkpoint_list(options.save_dir))
+    lstm.restore_checkpoint(session, model.saver, saved.prefix)
+    yield types.SimpleNamespace(model=model, session=session, text=text, vocab=vocab,
+                                progress=lstm.Progress.restored(saved),
+                                saved=aux_funcs.read_checkpoint_list(folder / "ckpt"))
     session.close()
 
 
@@ -131,8 +94,7 @@ def draw(lstm, trained, length, rng, sampler="graph", **options):
     if sampler == "feed":
         ids = lstm.sample(trained.session, trained.model, length, rng, **options)
     else:
-        ids = lstm.sample_in_graph(trained.session, trained.model, trained.extras.sampler,
-                                   length, rng, **options)
+        ids = lstm.sample_in_graph(trained.session, trained.model, length, rng, **options)
     return "".join(trained.vocab[i] for i in ids)
 
 
@@ -199,9 +161,9 @@ def test_probabilities_are_the_softmax_of_the_logits_over_the_temperature(traine
     assert cold.max() > default.max()
 
 
-def test_an_untrained_network_scores_about_log_vocab_size(lstm, session, extras):
+def test_an_untrained_network_scores_about_log_vocab_size(lstm, session, model):
     ids = np.random.default_rng(5).integers(VOCAB, size=3000)
-    val_loss = lstm.evaluate(session, extras.evaluation, lstm.held_out_tracks(ids))
+    val_loss = lstm.evaluate(session, model.evaluation, lstm.held_out_tracks(ids))
     assert val_loss == pytest.approx(math.log(VOCAB), rel=0.05)
 
 
@@ -222,7 +184,7 @@ def training_path_loss(session, model, ids):
 
 def test_evaluation_matches_the_training_graph_on_the_learned_weights(lstm, trained,
                                                                       monkeypatch):
-    session, model, evaluation = trained.session, trained.model, trained.extras.evaluation
+    session, model, evaluation = trained.session, trained.model, trained.model.evaluation
     ids = aux_funcs.text_to_ids(trained.text[3:700], {ch: i for i, ch in
                                                       enumerate(trained.vocab)})
     expected = training_path_loss(session, model, ids)
@@ -233,7 +195,7 @@ def test_evaluation_matches_the_training_graph_on_the_learned_weights(lstm, trai
 
 
 def test_evaluating_tracks_side_by_side_averages_them(lstm, trained):
-    session, evaluation = trained.session, trained.extras.evaluation
+    session, evaluation = trained.session, trained.model.evaluation
     ids = np.random.default_rng(6).integers(len(trained.vocab), size=900)
     tracks = aux_funcs.tracks(ids, 3)
     each = [lstm.evaluate(session, evaluation, tracks[:, [k]]) for k in range(3)]
@@ -241,7 +203,7 @@ def test_evaluating_tracks_side_by_side_averages_them(lstm, trained):
 
 
 def test_a_batch_holds_independent_streams(lstm, tf):
-    model, _ = build(lstm, tf, batch_size=3, seed=2)
+    model = build(lstm, tf, batch_size=3, seed=2)
     streams = np.array([[0, 1, 2, 3, 4], [5, 4, 3, 2, 1], [2, 2, 2, 2, 2]]).T  # time-major
     with tf.compat.v1.Session(graph=model.graph) as session:
         session.run(model.init)
@@ -272,8 +234,7 @@ def test_both_samplers_write_the_same_argmax_text(lstm, trained):
         assert texts[0] == texts[1]
 
 
-def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, extras,
-                                                              monkeypatch):
+def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, monkeypatch):
     def draw_in_pieces(piece):
         monkeypatch.setattr(lstm, "SAMPLE_PIECE", piece)
         # A new session of the seeded graph starts the same weights and the same random
@@ -284,16 +245,16 @@ def test_a_sample_drawn_in_pieces_is_the_sample_drawn_at_once(lstm, tf, model, e
             fresh.run(model.init)
             for variable in model.graph.get_collection("trainable_variables"):
                 variable.load(4 * fresh.run(variable), fresh)
-            return list(lstm.sample_in_graph(fresh, model, extras.sampler, 2500,
-                                             np.random.default_rng(9), temperature=2.0))
+            return list(lstm.sample_in_graph(fresh, model, 2500, np.random.default_rng(9),
+                                             temperature=2.0))
     assert len(draw_in_pieces(1000)) == 2500
     assert draw_in_pieces(1000) == draw_in_pieces(10 ** 6)
 
 
-def test_the_in_graph_sampler_steps_as_the_cell_does(session, model, extras):
+def test_the_in_graph_sampler_steps_as_the_cell_does(session, model):
     # Reading what it drew through the post's dynamic_rnn must end in the same state.
     prime = [2, 5, 1]
-    sampler = extras.sampler
+    sampler = model.sampler
     drawn, end_state = session.run([sampler.ids, sampler.end_state],
                                    {sampler.prime: prime, sampler.length: 50,
                                     model.temperature: 1.5})
@@ -305,8 +266,7 @@ def test_the_in_graph_sampler_steps_as_the_cell_does(session, model, extras):
 
 
 @pytest.mark.parametrize("sampler", ["graph", "feed"])
-def test_both_samplers_draw_from_the_network_distribution(lstm, session, model, extras,
-                                                          sampler):
+def test_both_samplers_draw_from_the_network_distribution(lstm, session, model, sampler):
     prime = [2, 5, 1]
     expected = session.run(model.probabilities,
                            {model.x: one_hot_steps(prime), model.init_state: zero_state(model),
@@ -316,7 +276,7 @@ def test_both_samplers_draw_from_the_network_distribution(lstm, session, model, 
     if sampler == "feed":
         drawn = [next(lstm.sample(session, model, 1, rng, 0.15, prime)) for _ in range(draws)]
     else:
-        drawn = [next(lstm.sample_in_graph(session, model, extras.sampler, 1, rng, 0.15, prime))
+        drawn = [next(lstm.sample_in_graph(session, model, 1, rng, 0.15, prime))
                  for _ in range(draws)]
     counts = np.bincount(drawn, minlength=VOCAB)
     assert np.abs(counts / draws - expected).sum() / 2 < 0.04, (counts / draws, expected)
@@ -327,7 +287,7 @@ def test_clipping_bounds_the_update(lstm, tf):
     window = one_hot_steps([0, 1, 2, 3, 4, 5, 0])
 
     def update_norm(clip):
-        model, _ = build(lstm, tf, learning_rate=1.0, optimizer="sgd", seed=3, clip=clip)
+        model = build(lstm, tf, learning_rate=1.0, optimizer="sgd", seed=3, clip=clip)
         variables = model.graph.get_collection("trainable_variables")
         with tf.compat.v1.Session(graph=model.graph) as session:
             session.run(model.init)
@@ -351,8 +311,8 @@ def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, mon
     window = aux_funcs.encode(rng.integers(0, VOCAB, (13, 2)), VOCAB)
 
     def trained_weights():
-        model, _ = build(lstm, tf, learning_rate=learning_rate, optimizer="sgd", seed=3,
-                         batch_size=2, num_layers=layers)
+        model = build(lstm, tf, learning_rate=learning_rate, optimizer="sgd", seed=3,
+                      batch_size=2, num_layers=layers)
         variables = model.graph.get_collection("trainable_variables")
         copies = [op for op in model.graph.get_operations()
                   if op.type == "Transpose" and op.name.startswith("kernel_transposed")]
@@ -382,7 +342,7 @@ def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, mon
 @pytest.mark.parametrize("options", [{"batch_size": 1}, {"batch_size": 2, "bf16": True},
                                      {"batch_size": 2, "xla": "on"}])
 def test_where_the_copy_measured_no_faster_tensorflows_gradient_stays(lstm, tf, options):
-    model, _ = build(lstm, tf, **options)
+    model = build(lstm, tf, **options)
     assert "kernel_transposed" not in [op.name for op in model.graph.get_operations()]
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import run_script
-from test_graph import HIDDEN, VOCAB, build, one_hot_steps, run_steps, session_of, zero_state
+from conftest import (HIDDEN, VOCAB, build, one_hot_steps, run_script, run_steps, session_of,
+                      zero_state)
 
 IDS = [3, 1, 4, 1, 5, 0, 2, 2, 5, 3]
 
@@ -25,14 +25,14 @@ def load_weights(model, session, weights):
 @pytest.fixture(scope="module")
 def deep(lstm, tf):
     """A two-layer network with dropout, at its (seeded) initial weights."""
-    model, extras = build(lstm, tf, num_layers=2, dropout=0.5, seed=4)
+    model = build(lstm, tf, num_layers=2, dropout=0.5, seed=4)
     with session_of(lstm, tf, model) as session:
         session.run(model.init)
-        yield model, extras, session
+        yield model, session
 
 
 def test_one_layer_is_the_posts_graph(lstm, tf):
-    model, _ = build(lstm, tf)
+    model = build(lstm, tf)
     variables = {v.op.name: v.shape.as_list()
                  for v in model.graph.get_collection("trainable_variables")}
     assert variables == {"rnn/lstm_cell/kernel": [VOCAB + HIDDEN, 4 * HIDDEN],
@@ -46,7 +46,7 @@ def test_one_layer_is_the_posts_graph(lstm, tf):
 
 
 def test_layers_stack_their_state_and_keep_the_posts_names(deep):
-    model, _, _ = deep
+    model, _ = deep
     assert model.init_state.shape.as_list() == [2, 2, 1, HIDDEN]
     assert model.final_state.shape.as_list() == [2, 2, 1, HIDDEN]
     graph = model.graph
@@ -61,7 +61,7 @@ def test_layers_stack_their_state_and_keep_the_posts_names(deep):
 
 
 def test_two_layers_fed_back_by_name_continue_one_long_run(deep):
-    model, _, session = deep
+    model, session = deep
     whole, whole_state = run_steps(session, model, IDS, zero_state(model))
     first, state = run_steps(session, model, IDS[:4], zero_state(model))
     rest, rest_state = run_steps(session, model, IDS[4:], state)
@@ -76,24 +76,22 @@ def test_two_layers_fed_back_by_name_continue_one_long_run(deep):
 
 
 def test_dropout_is_off_outside_the_training_step(lstm, tf, deep):
-    model, extras, session = deep
-    plain, plain_extras = build(lstm, tf, num_layers=2)
+    model, session = deep
+    plain = build(lstm, tf, num_layers=2)
     ids = np.random.default_rng(3).integers(VOCAB, size=600)
     with session_of(lstm, tf, plain) as plain_session:
         load_weights(plain, plain_session, weights_of(model, session))
         expected = run_steps(plain_session, plain, IDS, zero_state(plain))[0]
-        expected_val = lstm.evaluate(plain_session, plain_extras.evaluation,
-                                     lstm.held_out_tracks(ids))
-        expected_drawn = list(lstm.sample_in_graph(plain_session, plain, plain_extras.sampler,
-                                                   40, np.random.default_rng(1), argmax=True))
+        expected_val = lstm.evaluate(plain_session, plain.evaluation, lstm.held_out_tracks(ids))
+        expected_drawn = list(lstm.sample_in_graph(plain_session, plain, 40,
+                                                   np.random.default_rng(1), argmax=True))
     for _ in range(2):
         np.testing.assert_allclose(run_steps(session, model, IDS, zero_state(model))[0],
                                    expected, rtol=1e-6)
-        assert lstm.evaluate(session, extras.evaluation, lstm.held_out_tracks(ids)) == \
+        assert lstm.evaluate(session, model.evaluation, lstm.held_out_tracks(ids)) == \
             pytest.approx(expected_val, rel=1e-6)
-        assert list(lstm.sample_in_graph(session, model, extras.sampler, 40,
-                                         np.random.default_rng(1), argmax=True)) == \
-            expected_drawn
+        assert list(lstm.sample_in_graph(session, model, 40, np.random.default_rng(1),
+                                         argmax=True)) == expected_drawn
     fed = run_steps_dropped(session, model, 0.5)
     assert not np.allclose(fed, expected, atol=1e-4), "feeding keep_prob changed nothing"
 
@@ -105,12 +103,12 @@ def run_steps_dropped(session, model, keep_prob):
 
 
 def test_dropout_is_on_in_training_and_its_masks_follow_the_seed(lstm, tf, deep):
-    start = weights_of(deep[0], deep[2])
+    start = weights_of(*deep)
     window = one_hot_steps(IDS)
     options = lstm.Options(hidden_dim=HIDDEN, num_layers=2, dropout=0.5)
 
     def two_step_losses(seed, dropout=0.5):
-        model, _ = build(lstm, tf, num_layers=2, dropout=dropout, seed=seed)
+        model = build(lstm, tf, num_layers=2, dropout=dropout, seed=seed)
         with session_of(lstm, tf, model) as session:
             load_weights(model, session, start)
             return [session.run([model.loss, model.training],

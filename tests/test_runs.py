@@ -5,9 +5,8 @@ import re
 import subprocess
 import sys
 
-from conftest import SCRIPT, files_of, run_script as run
+from conftest import HAMLET as TEXT, SCRIPT, files_of, run_script as run
 
-TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind.\n" * 12
 SMALL = ["--hidden-dim", "16", "--sample-length", "50"]
 
 

@@ -1,5 +1,6 @@
 """tf-lstm-char.py run as a user runs it: a subprocess, on a small text."""
 import csv
+import dataclasses
 import math
 import os
 import pty
@@ -9,14 +10,13 @@ import sys
 
 import pytest
 
-from conftest import SCRIPT, run_script as run
+from conftest import HAMLET as TEXT, SCRIPT, run_script as run
 
-TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind.\n" * 12
 RULE = "-" * 72
 
 
 @pytest.fixture
-def workdir(tmp_path):
+def hamlet_dir(tmp_path):
     (tmp_path / "hamlet.txt").write_text(TEXT, encoding="utf-8")
     return tmp_path
 
@@ -47,8 +47,8 @@ TINY = ["--iterations", "25", "--hidden-dim", "16", "--seq-length", "10",
         "--sample-every", "10", "--sample-length", "40", "--seed", "7"]
 
 
-def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir):
-    result = run(["hamlet.txt", *TINY, "--plots-dir", "out"], workdir)
+def test_training_reports_losses_and_samples_and_saves_plot_and_history(hamlet_dir):
+    result = run(["hamlet.txt", *TINY, "--plots-dir", "out"], hamlet_dir)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", "TensorFlow's start-up noise reached the user"
     lines = result.stdout.splitlines()
@@ -80,9 +80,9 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir)
     assert lines[-1].startswith("checkpoint: checkpoints/hamlet/ckpt-25, best: ")
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout), \
         "control characters in output that is not a terminal"
-    with open(workdir / "out" / "hamlet_loss.png", "rb") as png:
+    with open(hamlet_dir / "out" / "hamlet_loss.png", "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
-    with open(workdir / "out" / "hamlet_history.csv", newline="") as handle:
+    with open(hamlet_dir / "out" / "hamlet_history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["iteration"]) for row in rows] == list(range(1, 26))
     assert [int(row["iteration"]) for row in rows if row["val_loss"]] == [10, 20, 25]
@@ -90,8 +90,8 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(workdir)
     assert float(rows[-1]["smoothed_loss"]) == pytest.approx(found[-1][0][1], abs=1e-4)
 
 
-def test_without_validation_the_whole_text_is_trained_on(workdir):
-    result = run(["hamlet.txt", *TINY, "--val-fraction", "0"], workdir)
+def test_without_validation_the_whole_text_is_trained_on(hamlet_dir):
+    result = run(["hamlet.txt", *TINY, "--val-fraction", "0"], hamlet_dir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].endswith(f"training on {len(TEXT):,}, holding out 0")
     found = reports(result.stdout, 40)
@@ -99,8 +99,8 @@ def test_without_validation_the_whole_text_is_trained_on(workdir):
     assert "validation" not in result.stdout and "best" not in result.stdout
 
 
-def test_a_seed_makes_the_run_repeatable(workdir):
-    outputs = [run(["hamlet.txt", *TINY, "--save-dir", f"run{i}"], workdir).stdout
+def test_a_seed_makes_the_run_repeatable(hamlet_dir):
+    outputs = [run(["hamlet.txt", *TINY, "--save-dir", f"run{i}"], hamlet_dir).stdout
                for i in range(2)]
     without_timing = [[(fields[:5], sample) for fields, sample in reports(out, 40)]
                       for out in outputs]
@@ -108,12 +108,12 @@ def test_a_seed_makes_the_run_repeatable(workdir):
     assert without_timing[0] == without_timing[1]
 
 
-def test_a_terminal_gets_a_progress_bar(workdir):
+def test_a_terminal_gets_a_progress_bar(hamlet_dir):
     main, secondary = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, SCRIPT, "hamlet.txt", "--iterations", "150", "--hidden-dim", "16",
          "--seq-length", "10", "--sample-every", "100", "--sample-length", "10"],
-        cwd=workdir, stdout=secondary, stderr=subprocess.PIPE)
+        cwd=hamlet_dir, stdout=secondary, stderr=subprocess.PIPE)
     os.close(secondary)
     output = b""
     try:
@@ -136,8 +136,8 @@ def read_or_eof(fd):
         return b""
 
 
-def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
-    result = run(["--help"], workdir, no_tensorflow)
+def test_help_answers_without_importing_tensorflow(hamlet_dir, no_tensorflow):
+    result = run(["--help"], hamlet_dir, no_tensorflow)
     assert result.returncode == 0
     for flag in ("TEXT_FILE", "--iterations", "--seq-length", "--hidden-dim", "--batch-size",
                  "--learning-rate", "--optimizer", "--sample-every", "--sample-length",
@@ -148,16 +148,21 @@ def test_help_answers_without_importing_tensorflow(workdir, no_tensorflow):
     assert "(default: 4001)" in result.stdout
 
 
+def test_every_option_has_one_flag_with_its_help(lstm):
+    named = [name for helps in lstm.FLAG_HELP.values() for name in helps]
+    assert sorted(named) == sorted(option.name for option in dataclasses.fields(lstm.Options))
+
+
 @pytest.mark.parametrize("name, content, distinct", [
     ("one.txt", "a" * 600, 1),
     ("crlf.txt", "Hello there,\r\nGeneral Kenobi.\r\n" * 20, len(set("Hello there,\nGeneral "
                                                                        "Kenobi."))),
     ("zh.txt", "".join(chr(0x4E00 + (i * 7919) % 3000) for i in range(12000)), 3000),
 ])
-def test_unusual_texts_train(workdir, name, content, distinct):
-    (workdir / name).write_bytes(content.encode("utf-8"))
+def test_unusual_texts_train(hamlet_dir, name, content, distinct):
+    (hamlet_dir / name).write_bytes(content.encode("utf-8"))
     result = run([name, "--iterations", "3", "--hidden-dim", "8", "--seq-length", "10",
-                  "--sample-length", "30"], workdir)
+                  "--sample-length", "30"], hamlet_dir)
     assert result.returncode == 0, result.stderr
     assert f" {distinct} distinct;" in result.stdout.splitlines()[0]
     found = reports(result.stdout, 30)
@@ -168,14 +173,14 @@ def test_unusual_texts_train(workdir, name, content, distinct):
 @pytest.mark.parametrize("layers, lower", [
     ([], "--hidden-dim, --batch-size or --seq-length"),
     (["--num-layers", "2"], "--num-layers, --hidden-dim, --batch-size or --seq-length")])
-def test_running_out_of_memory_all_the_same_is_one_line(workdir, lstm, tf, monkeypatch, layers,
+def test_running_out_of_memory_all_the_same_is_one_line(hamlet_dir, lstm, tf, monkeypatch, layers,
                                                         lower):
     """Where TensorFlow's allocator fails despite the estimate, the user reads one line."""
     def out_of_memory(*unused):
         raise tf.errors.ResourceExhaustedError(
             None, None, "OOM when allocating tensor with shape[60068,240000] and type float")
     monkeypatch.setattr(lstm, "train", out_of_memory)
-    monkeypatch.chdir(workdir)
+    monkeypatch.chdir(hamlet_dir)
     with pytest.raises(lstm.UserError) as refused:
         lstm.main(["hamlet.txt", *TINY, *layers])
     assert str(refused.value) == (

@@ -153,13 +153,10 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
 
 
 def train(session, model, batches, options, progress, report):
-    """The post's loop, from the iteration `progress` stands at to options.iterations.
-
-    At iterations 0, sample_every, 2 * sample_every, ... it reports before that iteration's
-    step, as the post does: `iter N, loss: X` shows the network after N iterations (at 0 the
-    untrained one, its loss log(vocab_size)). A last report closes the run, finished or
-    stopped by a signal.
-    """
+    """The post's loop, from the iteration `progress` stands at to options.iterations. At
+    iterations 0, sample_every, 2 * sample_every, ... it reports before that iteration's step,
+    as the post does (`iter 0, loss: X` is the untrained network, X log(vocab_size)); a last
+    report closes the run, finished or stopped by a signal."""
     loss_hist, smooth_loss = progress.loss_hist, progress.smooth_loss_hist
     first = progress.iteration
     for it in range(first, options.iterations + 1):

@@ -148,6 +148,17 @@ def test_a_temperature_near_zero_gives_the_argmax_text(lstm, trained, sampler):
     assert successor_rate("hi" + text(temperature=5.0), trained.text) < 0.9
 
 
+@pytest.mark.parametrize("sampler", ["graph", "feed"])
+def test_a_temperature_too_low_to_divide_by_is_refused(lstm, trained, sampler):
+    """Scores divided by 1e-40 are not finite: neither sampler can draw from them, and the
+    error says why, without claiming that training diverged (it is the same under --sample)."""
+    with pytest.raises(lstm.UserError) as refused:
+        draw(lstm, trained, 5, np.random.default_rng(7), sampler, temperature=1e-40)
+    assert str(refused.value) == ("the network's output is not finite at --temperature 1e-40: "
+                                  "its weights have diverged, or the temperature is too low to "
+                                  "divide by")
+
+
 def test_probabilities_are_the_softmax_of_the_logits_over_the_temperature(trained):
     session, model = trained.session, trained.model
     fed = {model.x: aux_funcs.encode([[1], [2], [3]], model.x.shape[2]),

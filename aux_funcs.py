@@ -2,11 +2,14 @@
 
 The first part is the post's own `aux_funcs`: `load` a text and its vocabulary, `encode` ids
 one-hot, a `BatchGenerator` of one-hot training windows (the role of the post's `tf_gen`), and
-`plot` the loss. The second part is what the program adds around the post: the text as a
-compact array of ids and its held-out part, files written atomically, the files that sit
-beside a TensorFlow checkpoint, checks of the user's input, and the console.
+`plot` the loss. Beside it, what --visualize draws: features of a text, statistics of the
+cells against them, the picture and the page. Then what the program adds around the post: the
+text as a compact array of ids and its held-out part, files written atomically, the files that
+sit beside a TensorFlow checkpoint, checks of the user's input, and the console.
 """
+import base64
 import hashlib
+import html
 import json
 import math
 import os
@@ -143,6 +146,235 @@ def loss_plot_path(plots_dir, name):
     return os.path.join(plots_dir, f"{name}_loss.png")
 
 
+# Beyond the post: a look inside -----------------------------------------------------------
+# What a trained network's cells track: features of the text to compare them with, their
+# statistics over held-out text, and the picture and the page that show them.
+
+def line_position(text):
+    """For each character, how many characters of its line come before it."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    index = np.arange(len(codes))
+    # Each newline starts a line at the next character; a character's line starts at the
+    # latest such start at or before it.
+    starts = np.maximum.accumulate(np.where(codes == ord("\n"), index + 1, 0))
+    line_start = np.concatenate([[0], starts[:-1]])
+    return (index - line_start).astype(np.float64)
+
+
+def inside_marks(text, opening, closing):
+    """1.0 for each character read after an opening mark and before its closing mark (the
+    closing mark itself counts as outside), else 0.0. Marks that open and close alike (as
+    quotation marks) alternate; others nest."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    if opening == closing:
+        return (np.cumsum(codes == ord(opening)) % 2).astype(np.float64)
+    depth = np.cumsum(codes == ord(opening)) - np.cumsum(codes == ord(closing))
+    # A closing mark with nothing open is passed over: depth counts from the lowest so far.
+    depth -= np.minimum(np.minimum.accumulate(depth), 0)
+    return (depth > 0).astype(np.float64)
+
+
+def in_capital_line(text):
+    """1.0 for each character of a line whose letters, two or more, are all capitals: in the
+    plays, a speaker's name; else 0.0."""
+    values = []
+    for line in text.split("\n"):
+        letters = [ch for ch in line if ch.isalpha()]
+        capital = len(letters) >= 2 and all(ch.isupper() for ch in letters)
+        values.append(np.full(len(line) + 1, float(capital)))  # its newline too
+    return np.concatenate(values)[:len(text)]
+
+
+def word_start(text):
+    """1.0 for each letter that follows a character that is not one (the start of a word),
+    else 0.0."""
+    letters = np.array([ch.isalpha() for ch in text], dtype=bool)
+    after_other = np.concatenate([[True], ~letters[:-1]])
+    return (letters & after_other).astype(np.float64)
+
+
+# The features cells are compared with: a name, and one value per character of a text, for
+# the state the network is in once it has read that character.
+FEATURES = {
+    "position in the line": line_position,
+    "inside [stage directions]": lambda text: inside_marks(text, "[", "]"),
+    'inside "quotation marks"': lambda text: inside_marks(text, '"', '"'),
+    "in a line of capitals (a speaker's name)": in_capital_line,
+    "start of a word": word_start,
+}
+
+
+class CellStatistics:
+    """What is learned of the cells over a text read window by window: each cell's Pearson r
+    with each feature, and how often each of its gates is saturated.
+
+    `add` takes, for the same steps: the cells' activations [steps, cells], the gates
+    [steps, gates, cells] and the features [steps, features]. Sums are kept in float64, so
+    that a long text costs no more memory than a window.
+    """
+
+    LOW, HIGH = 0.1, 0.9  # a gate below LOW is left-saturated, above HIGH right-saturated
+
+    def __init__(self):
+        self.count = 0
+        self.sums = None
+
+    def add(self, activations, gates, features):
+        a = np.asarray(activations, dtype=np.float64)
+        f = np.asarray(features, dtype=np.float64)
+        window = {"a": a.sum(0), "aa": (a * a).sum(0), "f": f.sum(0), "ff": (f * f).sum(0),
+                  "fa": f.T @ a, "low": (gates < self.LOW).sum(0),
+                  "high": (gates > self.HIGH).sum(0)}
+        self.sums = window if self.sums is None else {
+            key: self.sums[key] + value for key, value in window.items()}
+        self.count += len(a)
+
+    def correlations(self):
+        """Pearson r of each feature with each cell: [features, cells]; 0 where either
+        does not vary."""
+        n, s = self.count, self.sums
+        covariance = s["fa"] - np.outer(s["f"], s["a"]) / n
+        spread_f = np.sqrt(np.maximum(s["ff"] - s["f"] ** 2 / n, 0))
+        spread_a = np.sqrt(np.maximum(s["aa"] - s["a"] ** 2 / n, 0))
+        scale = np.outer(spread_f, spread_a)
+        return np.divide(covariance, scale, out=np.zeros_like(covariance), where=scale > 1e-9)
+
+    def feature_varies(self):
+        """Whether each feature took more than one value."""
+        n, s = self.count, self.sums
+        return s["ff"] - s["f"] ** 2 / n > 1e-9
+
+    def saturation(self):
+        """The fraction of steps each gate of each cell was left- and right-saturated:
+        two arrays [gates, cells]."""
+        return self.sums["low"] / self.count, self.sums["high"] / self.count
+
+
+# The gates in the order the saturation arrays hold them, with the colour each is drawn in.
+GATES = (("forget gate", "tab:blue"), ("input gate", "tab:green"), ("output gate", "tab:red"))
+
+
+def shown_character(ch):
+    """A character as the page and the picture show it: a newline as a return arrow, other
+    characters that print nothing as a middle dot."""
+    if ch == "\n":
+        return "\u21b5"
+    return ch if ch.isprintable() else "\u00b7"
+
+
+def plot_cells(path, title, excerpt, surprise, rows, saturation):
+    """Draw what the cells track to a PNG, atomically: `excerpt` shaded by the network's
+    surprise at each character (bits) and by each of `rows` ([(label, tanh(c) per
+    character)]), and, for each layer, its cells' gate saturation as a scatter.
+    `saturation` is [(left-saturated, right-saturated)] a layer, each [gates, cells]."""
+    columns = max(len(saturation), 3)
+    fig = Figure(figsize=(4 * columns, 0.45 * (len(rows) + 1) + 4.6), dpi=100)
+    grid = fig.add_gridspec(2, columns, height_ratios=[0.45 * (len(rows) + 1), 3.6],
+                            hspace=0.35, wspace=0.35)
+    text_axes = fig.add_subplot(grid[0, :])
+    surprise = np.nan_to_num(np.asarray(surprise, dtype=float), nan=0.0)
+    # Surprise from white to orange, kept light enough to read the text on; a cell from blue
+    # (-1) through white to red (+1).
+    shades = [("Oranges", 0.0, 1.6 * max(float(surprise.max()), 1e-9), surprise)]
+    shades += [("bwr", -1.0, 1.0, values) for _, values in rows]
+    for row, (colormap, low, high, values) in enumerate(shades):
+        text_axes.imshow(np.asarray(values, dtype=float)[np.newaxis], cmap=colormap, vmin=low,
+                         vmax=high, aspect="auto", extent=(-0.5, len(excerpt) - 0.5,
+                                                          row + 0.5, row - 0.5))
+        for column, ch in enumerate(excerpt):
+            text_axes.text(column, row, shown_character(ch), ha="center", va="center",
+                           family="monospace", fontsize=9)
+    text_axes.set_xlim(-0.5, len(excerpt) - 0.5)
+    text_axes.set_ylim(len(shades) - 0.5, -0.5)
+    text_axes.set_xticks([])
+    text_axes.set_yticks(range(len(shades)),
+                         ["surprise (bits)"] + [label for label, _ in rows], fontsize=8)
+    text_axes.set_title(title, fontsize=11)
+    for layer, (left, right) in enumerate(saturation):
+        axes = fig.add_subplot(grid[1, layer])
+        axes.plot([0, 1], [1, 0], color="0.8", linewidth=0.8)
+        for (name, colour), low, high in zip(GATES, left, right):
+            axes.scatter(low, high, s=6, alpha=0.5, color=colour, label=name)
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.set_aspect("equal")
+        axes.set_xlabel("fraction of steps left-saturated (< 0.1)", fontsize=8)
+        axes.set_ylabel("fraction right-saturated (> 0.9)", fontsize=8)
+        axes.set_title(f"gate saturation, layer {layer + 1}", fontsize=10)
+        axes.legend(fontsize=7, loc="upper right", markerscale=2)
+    if len(saturation) < columns:
+        notes = fig.add_subplot(grid[1, len(saturation):])
+        notes.axis("off")
+        notes.text(0, 0.5, "Each point is one cell's gate. Left: the share of steps it is\n"
+                   "nearly shut (below 0.1); up: nearly open (above 0.9). A gate\n"
+                   "near neither axis works in between; the grey line bounds what\n"
+                   "the shares can add up to.\n\n"
+                   "Above: red is a cell's tanh(c) above 0, blue below 0;\n"
+                   "orange, the network's surprise at the character.",
+                   fontsize=9, va="center")
+    write_atomically(path, lambda handle: fig.savefig(handle, format="png",
+                                                      bbox_inches="tight"))
+    return path
+
+
+def cell_shade(level):
+    """The page's class for a cell's value in tenths, -10 to 10: blue below 0, red above."""
+    return f"c{'p' if level >= 0 else 'm'}{abs(level)}"
+
+
+def write_cells_page(path, title, notes, passage, surprise, top_next, sections, picture):
+    """Write a page that needs nothing outside itself (no scripts, fonts or styles from
+    elsewhere; the picture inline), atomically: `passage` shaded by the network's surprise at
+    each character (bits; NaN where there is none), with its five likeliest next characters
+    ([(character, probability)] per character) shown on pointing; then `sections`, each
+    (heading, [(label, tanh(c) per character)]), a row of the passage per cell; then the PNG
+    bytes of `picture`. `notes` are paragraphs of plain text under the title."""
+    surprise = np.asarray(surprise, dtype=float)
+    top = max(float(np.nanmax(surprise)) if np.any(np.isfinite(surprise)) else 0.0, 1e-9)
+
+    def row(classes, titles):
+        spans = (f'<span class="{cls}" title="{html.escape(tip)}">'
+                 f"{html.escape(shown_character(ch))}</span>" + ("\n" if ch == "\n" else "")
+                 for ch, cls, tip in zip(passage, classes, titles))
+        return f'<div class="row">{"".join(spans)}</div>'
+
+    surprise_classes = ["s" if np.isnan(bits) else f"s{round(10 * bits / top)}"
+                        for bits in surprise]
+    surprise_titles = [("" if np.isnan(bits) else f"{bits:.2f} bits; ") + "next: " + "  ".join(
+        f"{shown_character(ch)} {100 * p:.1f}%" for ch, p in guesses)
+        for bits, guesses in zip(surprise, top_next)]
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    body += [f"<p>{html.escape(note)}</p>" for note in notes]
+    body += ["<h2>Surprise: -log2 p of each character, given those before it</h2>",
+             "<p>Point at a character for its surprise and the five characters the network "
+             "thought likeliest to come next.</p>", row(surprise_classes, surprise_titles)]
+    for heading, cells in sections:
+        body.append(f"<h2>{html.escape(heading)}</h2>")
+        for label, values in cells:
+            classes = [cell_shade(round(10 * v)) for v in values]
+            body += [f"<h3>{html.escape(label)}</h3>", row(classes, [f"{v:.2f}"
+                                                                        for v in values])]
+    encoded = base64.b64encode(picture).decode("ascii")
+    body += ["<h2>The picture: an excerpt, and the gates' saturation</h2>",
+             f'<img alt="an excerpt shaded by surprise and cells; gate saturation per layer" '
+             f'src="data:image/png;base64,{encoded}">']
+    styles = ["body { font-family: sans-serif; max-width: 70em; margin: 1em auto; }",
+              ".row { font-family: monospace; white-space: pre-wrap; line-height: 1.5; "
+              "border: 1px solid #ddd; padding: 0.4em; }",
+              "img { max-width: 100%; }"]
+    # The strongest shades stay light enough to read the characters on.
+    styles += [f".s{level} {{ background: rgba(255, 140, 0, {0.08 * level:.2f}); }}"
+               for level in range(11)]
+    styles += [f".{cell_shade(level)} {{ background: rgba("
+               f"{'220, 40, 40' if level >= 0 else '40, 80, 220'}, {0.07 * abs(level):.2f}); }}"
+               for level in range(-10, 11)]
+    page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>\n" + "\n".join(styles)
+            + "\n</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+    write_text_atomically(path, page)
+    return path
+
+
 # Beyond the post: the text as ids ---------------------------------------------------------
 
 def text_to_ids(text, char_to_idx, chunk=1 << 22):
@@ -222,10 +454,11 @@ def available_memory(meminfo="/proc/meminfo", cgroup="/sys/fs/cgroup"):
     return min(figures) if figures else None
 
 
-def check_prime(prime, vocab):
-    unknown = sorted(set(prime) - set(vocab))
+def check_known_characters(text, vocab, what):
+    """Refuse, in one line, a text (`what` names it) with characters outside the vocabulary."""
+    unknown = sorted(set(text) - set(vocab))
     if unknown:
-        raise UserError("--prime has characters the model does not know: "
+        raise UserError(f"{what} has characters the model does not know: "
                         + " ".join(repr(ch) for ch in unknown))
 
 

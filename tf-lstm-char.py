@@ -116,14 +116,15 @@ def build_graph(tf, vocab_size, options):
         else:
             training = clipped_minimize(tf, optimizer, loss, options.clip)
         init = tf1.global_variables_initializer()
-    return Model(graph, x, y, init_state, lstm_cell, out_w, out_b, final_state, logits,
+    return Model(graph, x, y, init_state, lstm_cell, layers, out_w, out_b, final_state, logits,
                  temperature, probabilities, loss, training, init, keep_prob)
 
 
-# The graph's handles: the post's, then what add_extras adds (evaluation, sampler, saver).
-Model = namedtuple("Model", "graph x y init_state cell out_w out_b final_state logits "
+# The graph's handles: the post's, then what add_extras adds (evaluation, sampler, saver,
+# and for --visualize the look inside).
+Model = namedtuple("Model", "graph x y init_state cell layers out_w out_b final_state logits "
                             "temperature probabilities loss training init keep_prob "
-                            "evaluation sampler saver", defaults=(None, None, None))
+                            "evaluation sampler saver inside", defaults=(None,) * 4)
 
 
 def output_layer(tf, lstm_outputs, out_w, out_b):
@@ -194,6 +195,8 @@ def main(argv=None):
     sys.stdout.reconfigure(encoding="utf-8")
     if typed.get("sample"):
         return sample_command(typed)
+    if typed.get("visualize"):
+        return visualize_command(typed)
     resumed = checkpoint_to_read(typed) if typed.get("resume") else None
     options = resolve_options(typed, resumed, (MODEL, SPLIT, CARRIED))
 
@@ -446,14 +449,16 @@ def sample_by_options(session, model, options, vocab, length, rng):
 
 # Beyond the post: everything added to the graph -------------------------------------------
 
-def add_extras(tf, model):
+def add_extras(tf, model, look_inside=False):
     """The model with held-out evaluation, the in-graph sampler and a Saver added to the
-    post's graph, which is then closed to changes."""
+    post's graph (and the look inside, if asked for), which is then closed to changes."""
     with building_quietly(model.graph):
         # Old checkpoints are removed by save_checkpoint, once a newer one is complete.
         model = model._replace(evaluation=add_evaluation(tf, model),
                                sampler=add_sampler(tf, model),
                                saver=tf.compat.v1.train.Saver(max_to_keep=None))
+        if look_inside:
+            model = model._replace(inside=add_look_inside(tf, model))
     model.graph.finalize()
     return model
 
@@ -496,7 +501,7 @@ def check_before_tensorflow(options, train_ids, val_ids, info, resumed):
     elif options.save_dir and aux_funcs.listed_checkpoints(options.save_dir):
         raise UserError(f"{options.save_dir} holds a checkpoint already; add --resume to go "
                         "on training it, or give another --save-dir")
-    aux_funcs.check_prime(options.prime, vocab)
+    aux_funcs.check_known_characters(options.prime, vocab, "--prime")
     for folder, flag in ((options.plots_dir, "--plots-dir"), (options.save_dir, "--save-dir"),
                          (options.logdir, "--logdir")):
         if folder:
@@ -567,9 +572,14 @@ def claim_run_files(options):
     nothing can be refused any more), so that no earlier run is overwritten."""
     save_dir = options.save_dir or aux_funcs.claim_run_folder(
         CHECKPOINTS_DIR, aux_funcs.text_name_of(options.text_file))
-    name = os.path.basename(os.path.normpath(save_dir))
+    name = run_name(save_dir)
     return RunFiles(save_dir, name, aux_funcs.loss_plot_path(options.plots_dir, name),
                     os.path.join(options.plots_dir, f"{name}_history.csv"))
+
+
+def run_name(save_dir):
+    """What a run's plots are named after: its folder's name."""
+    return os.path.basename(os.path.normpath(save_dir))
 
 
 def checkpoint_to_read(typed, best=False):
@@ -676,7 +686,7 @@ def sample_command(typed):
               "latest run of its text", file=sys.stderr)
     options = resolve_options(typed, saved, (MODEL,))
     vocab = saved.info["vocabulary"]
-    aux_funcs.check_prime(options.prime, vocab)
+    aux_funcs.check_known_characters(options.prime, vocab, "--prime")
     tf = import_tensorflow(options, sampling=True)
     # One stream is enough to sample, whatever batch the checkpoint was trained with.
     model = add_extras(tf, build_graph(tf, len(vocab), replace(options, batch_size=1)))
@@ -972,6 +982,10 @@ class Options:
     save_dir: str = option(None, metavar="DIR")
     resume: bool = option(False)
     logdir: str = option(None, CARRIED, "DIR")
+    visualize: bool = option(False)
+    passage_file: str = option(None, metavar="FILE")
+    passage_start: int = option(0, check=non_negative_int)
+    passage_length: int = option(1000)
 
 
 # --help's groups of flags, in order, with one line of help for each option.
@@ -1039,6 +1053,17 @@ FLAG_HELP = {
         "resume": "go on training from the latest checkpoint in --save-dir",
         "logdir": "also write TensorBoard event files (graph, losses) to DIR (default: none)",
     },
+    "looking inside": {
+        "visualize": "do not train: find the cells of the latest checkpoint in --save-dir that "
+                     "track features of the text, and draw them with the network's surprise "
+                     "and its gates as <plots-dir>/<run>_cells.html and .png",
+        "passage_file": "with --visualize, show a passage of FILE (default: of the "
+                        "checkpoint's held-out text)",
+        "passage_start": "with --visualize, the passage's first character (default: "
+                         "%(default)s)",
+        "passage_length": "with --visualize, characters in the passage (default: "
+                          "%(default)s)",
+    },
 }
 
 
@@ -1089,11 +1114,16 @@ def flag_reading(option):
 
 def check_flags_together(parser, typed):
     """Refuse flags that do not go together."""
-    if typed.get("best") and not typed.get("sample"):
-        parser.error("--best goes with --sample")
-    if typed.get("sample") and typed.get("resume"):
-        parser.error("--sample and --resume do not go together: sample from a checkpoint, "
-                     "or go on training it")
+    modes = [f"--{mode}" for mode in ("sample", "visualize", "resume") if typed.get(mode)]
+    if len(modes) > 1:
+        parser.error(f"{' and '.join(modes)} do not go together: sample from a checkpoint, "
+                     "look inside it, or go on training it")
+    if typed.get("best") and not (typed.get("sample") or typed.get("visualize")):
+        parser.error("--best goes with --sample or --visualize")
+    passage = [name for name in ("passage_file", "passage_start", "passage_length")
+               if name in typed]
+    if passage and not typed.get("visualize"):
+        parser.error(f"--{passage[0].replace('_', '-')} goes with --visualize")
 
 
 def resolve_options(typed, saved, roles):
@@ -1279,6 +1309,219 @@ def error_summary(exc):
     lines = [line.strip() for line in str(exc).splitlines()]
     useful = [line for line in lines if line and not line.startswith(noise)]
     return (useful or [type(exc).__name__])[0].split("; ")[-1]
+
+
+# Beyond the post: a look inside -----------------------------------------------------------
+
+# Characters of held-out text over which cells are compared with the features, at most; steps
+# read per session.run; characters of the passage in the picture.
+CELL_STATS_CHARS = 100_000
+INSIDE_WINDOW = 200
+EXCERPT_CHARS = 80
+RANDOM_CELLS = 3
+
+Inside = namedtuple("Inside", "ids init_state cells gates probabilities final_state")
+
+
+def add_look_inside(tf, model):
+    """The post's cell run over text step by step, rebuilt from each layer's own kernel and
+    bias, so that what dynamic_rnn keeps to itself shows: in LSTMCell's order (i, j, f, o,
+    with its forget bias), each layer's forget, input and output gates and its c, and the
+    probabilities of the next character. Any number of tracks side by side, time-major; the
+    cells come out [steps, tracks, layers, hidden] and the gates [steps, tracks, 3, layers,
+    hidden]."""
+    tf1 = tf.compat.v1
+    vocab_size = model.x.shape[2]
+    ids = tf1.placeholder(tf.int32, [None, None], name="inside_ids")
+    init_state = tf1.placeholder(tf.float32, state_shape_for_streams(model.init_state, None),
+                                 name="inside_init_state")
+    by_layer = init_state if init_state.shape.rank == 4 else init_state[tf.newaxis]
+    weights = [(layer.variables[0], layer.variables[1], layer._forget_bias)
+               for layer in model.layers]
+
+    def step(carried, char_ids):
+        c_before, h_before, _ = carried
+        inputs, cs, hs, gates = tf.one_hot(char_ids, vocab_size), [], [], []
+        for layer, (kernel, bias, forget_bias) in enumerate(weights):
+            i, j, f, o = tf.split(tf.matmul(tf.concat([inputs, h_before[layer]], 1), kernel)
+                                  + bias, 4, axis=1)
+            forget, input_, output = tf.sigmoid(f + forget_bias), tf.sigmoid(i), tf.sigmoid(o)
+            cs.append(forget * c_before[layer] + input_ * tf.tanh(j))
+            hs.append(output * tf.tanh(cs[-1]))
+            gates.append(tf.stack([forget, input_, output]))
+            inputs = hs[-1]
+        return tf.stack(cs), tf.stack(hs), tf.stack(gates)
+
+    no_gates = tf.zeros_like(tf.stack([by_layer[:, 0]] * 3, axis=1))
+    c, h, gates = tf.scan(step, ids, initializer=(by_layer[:, 0], by_layer[:, 1], no_gates))
+    logits = output_layer(tf, h[:, -1], model.out_w, model.out_b)
+    final = tf.reshape(tf.stack([c[-1], h[-1]], axis=1), tf.shape(init_state))
+    return Inside(ids, init_state, tf.transpose(c, [0, 2, 1, 3], name="inside_cells"),
+                  tf.transpose(gates, [0, 3, 2, 1, 4], name="inside_gates"),
+                  tf.reshape(tf.nn.softmax(logits), [tf.shape(ids)[0], -1, vocab_size],
+                             name="inside_probabilities"),
+                  tf.identity(final, name="inside_final_state"))
+
+
+def read_inside(session, inside, tracks):
+    """Run the look inside over tracks of ids (time-major, one per column), each from a zero
+    state, INSIDE_WINDOW steps at a time: yields each window's (cells, gates,
+    probabilities)."""
+    state = np.zeros(state_shape_for_streams(inside.init_state, tracks.shape[1]), np.float32)
+    for start in range(0, len(tracks), INSIDE_WINDOW):
+        *seen, state = session.run(
+            [inside.cells, inside.gates, inside.probabilities, inside.final_state],
+            {inside.ids: tracks[start:start + INSIDE_WINDOW], inside.init_state: state})
+        yield seen
+
+
+def visualize_command(typed):
+    """--visualize: what the cells of the latest (or best) checkpoint track, measured on its
+    held-out text and shown on a passage, as a page and a picture beside the run's plot."""
+    saved = checkpoint_to_read(typed, typed.get("best", False))
+    options = resolve_options(typed, saved, (MODEL, SPLIT, CARRIED))
+    vocab = saved.info["vocabulary"]
+    scored, scored_what, passage = texts_to_look_at(options, saved)
+    aux_funcs.make_writable_dir(options.plots_dir, "--plots-dir")
+    tf = import_tensorflow(options, sampling=True)
+    model = add_extras(tf, build_graph(tf, len(vocab), replace(options, batch_size=1)),
+                       look_inside=True)
+    char_to_idx = {ch: i for i, ch in enumerate(vocab)}
+    with open_session(tf, model, options, sampling=True) as session:
+        restore_checkpoint(session, model.saver, saved.prefix)
+        statistics = cell_statistics(session, model.inside, scored,
+                                     aux_funcs.text_to_ids(scored, char_to_idx))
+        seen = read_passage(session, model.inside, passage,
+                            aux_funcs.text_to_ids(passage, char_to_idx), vocab)
+    found, ordinary = chosen_cells(statistics, options)
+    print_cells(saved.prefix, options, found, len(scored), scored_what)
+    page, picture = draw_cells(options, saved.prefix, run_name(os.path.dirname(saved.prefix)),
+                               seen, statistics, found, ordinary,
+                               f"{len(scored):,} {scored_what} characters")
+    print(f"page: {page}\npicture: {picture}")
+    return 0
+
+
+def texts_to_look_at(options, saved):
+    """The text the cells are measured on (at most CELL_STATS_CHARS of the checkpoint's
+    held-out text, or of all of it where none was held out), the words that say which, and
+    the passage the page shows; each checked before TensorFlow loads."""
+    text = aux_funcs.load(options.text_file, options.encoding)[0]
+    if aux_funcs.sha256_of_file(options.text_file) != saved.info["text_sha256"]:
+        raise UserError(f"{options.text_file} is not the text checkpoint {saved.prefix} was "
+                        "trained on; give that one as TEXT_FILE")
+    held_out = aux_funcs.split_train_val(text, options.val_fraction)[1]
+    scored_what = "held-out" if held_out else "trained-on (none was held out)"
+    shown = (aux_funcs.load(options.passage_file, options.encoding)[0] if options.passage_file
+             else held_out or text)
+    passage = shown[options.passage_start:options.passage_start + options.passage_length]
+    if not passage:
+        raise UserError(f"--passage-start {options.passage_start} is past the end of the "
+                        f"passage's text ({len(shown):,} characters)")
+    aux_funcs.check_known_characters(passage, saved.info["vocabulary"], "the passage")
+    return (held_out or text)[:CELL_STATS_CHARS], scored_what, passage
+
+
+Passage = namedtuple("Passage", "text activations surprise top_next")
+
+
+def read_passage(session, inside, text, ids, vocab):
+    """The passage `text` (as `ids`) as the network reads it: each cell's tanh(c) after each
+    character [chars, cells]; the surprise at each character, -log2 p, in bits (NaN for the
+    first, which nothing came before); and the five likeliest next characters after each,
+    with their probabilities."""
+    cells, _, probabilities = (np.concatenate(parts)[:, 0] for parts in zip(
+        *read_inside(session, inside, ids[:, np.newaxis])))
+    surprise = -np.log2(probabilities[np.arange(len(ids) - 1), ids[1:]])
+    top_next = [[(vocab[i], float(row[i])) for i in np.argsort(row)[::-1][:5]]
+                for row in probabilities]
+    return Passage(text, np.tanh(cells.reshape(len(ids), -1)),
+                   np.concatenate([[np.nan], surprise]), top_next)
+
+
+def cell_statistics(session, inside, text, ids):
+    """CellStatistics of every cell over `text` (as `ids`), read as tracks side by side."""
+    features = np.stack([feature(text) for feature in aux_funcs.FEATURES.values()], axis=1)
+    tracks = held_out_tracks(ids)
+    count = tracks.shape[1]
+    feature_tracks = np.stack([aux_funcs.tracks(features[:, k], count)
+                               for k in range(features.shape[1])], axis=-1)
+    statistics, done = aux_funcs.CellStatistics(), 0
+    for cells, gates, _ in read_inside(session, inside, tracks):
+        steps = len(cells)
+        statistics.add(np.tanh(cells.reshape(steps * count, -1)),
+                       gates.reshape(steps * count, 3, -1),
+                       feature_tracks[done:done + steps].reshape(steps * count, -1))
+        done += steps
+    return statistics
+
+
+def chosen_cells(statistics, options):
+    """For each feature that occurs, the cell whose activation correlates best with it, as
+    (feature, cell, r); and a few other cells picked at random."""
+    r = statistics.correlations()
+    best = np.argmax(np.abs(r), axis=1)
+    found = [(name, int(best[k]), float(r[k, best[k]]))
+             for k, (name, varies) in enumerate(zip(aux_funcs.FEATURES,
+                                                    statistics.feature_varies())) if varies]
+    others = sorted(set(range(r.shape[1])) - {cell for _, cell, _ in found})
+    rng = np.random.default_rng(options.seed)
+    return found, sorted(rng.choice(others, min(RANDOM_CELLS, len(others)), replace=False))
+
+
+def print_cells(prefix, options, found, scored, scored_what):
+    """The features' cells, as a table."""
+    layers = "1 layer" if options.num_layers == 1 else f"{options.num_layers} layers"
+    print(f"{aux_funcs.display_path(prefix)}: {layers} of {options.hidden_dim} cells, "
+          f"compared over {scored:,} {scored_what} characters")
+    print(f"  {'feature':<42} {'layer':>5} {'cell':>5} {'r':>7}")
+    for name, cell, r in found:
+        print(f"  {name:<42} {cell // options.hidden_dim + 1:>5} "
+              f"{cell % options.hidden_dim:>5} {r:>+7.3f}")
+    for name in aux_funcs.FEATURES:
+        if name not in {found_name for found_name, _, _ in found}:
+            print(f"  {name:<42} (does not occur in the text)")
+
+
+def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored):
+    """The page and the picture of what the cells track, <plots-dir>/<run>_cells.html and
+    .png: the Passage `seen`, shaded by surprise and by the cells `found` for each feature
+    and a few `ordinary` ones, and each layer's gate saturation."""
+    hidden, excerpt = options.hidden_dim, slice(0, EXCERPT_CHARS)
+
+    def label(cell):
+        return f"layer {cell // hidden + 1}, cell {cell % hidden}"
+    strongest = sorted(found, key=lambda feature: -abs(feature[2]))[:3]
+    left, right = statistics.saturation()
+    picture = aux_funcs.plot_cells(
+        os.path.join(options.plots_dir, f"{name}_cells.png"),
+        f"What the cells of {name} track ({os.path.basename(prefix)})",
+        seen.text[excerpt], seen.surprise[excerpt],
+        [(f"{feature} ({label(cell)}, r = {r:+.2f})", seen.activations[excerpt, cell])
+         for feature, cell, r in strongest],
+        [(left[:, k * hidden:(k + 1) * hidden], right[:, k * hidden:(k + 1) * hidden])
+         for k in range(options.num_layers)])
+    with open(picture, "rb") as handle:
+        png = handle.read()
+    source = options.passage_file or f"the held-out part of {options.text_file}"
+    page = aux_funcs.write_cells_page(
+        os.path.join(options.plots_dir, f"{name}_cells.html"),
+        f"What the cells of {name} track", [
+            f"Checkpoint {prefix}: {options.num_layers} x {hidden} cells. The "
+            f"passage: {len(seen.text):,} characters of {source}, from character "
+            f"{options.passage_start:,}.",
+            "Each cell's row shades the passage by tanh(c), the cell's state squashed to -1 "
+            "(blue) ... +1 (red), once the network has read each character; point at one for "
+            "its value.",
+            "Each feature's cell is the one, in any layer, whose tanh(c) correlates best "
+            f"(Pearson r, either sign) with the feature over {scored}."],
+        seen.text, seen.surprise, seen.top_next,
+        [("Cells found by what they track",
+          [(f"{feature}: {label(cell)}, r = {r:+.2f}", seen.activations[:, cell])
+           for feature, cell, r in found]),
+         ("Cells picked at random: what an ordinary cell looks like",
+          [(label(cell), seen.activations[:, cell]) for cell in ordinary])], png)
+    return page, picture
 
 
 if __name__ == "__main__":

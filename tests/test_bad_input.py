@@ -66,6 +66,9 @@ def assert_one_line_and_nothing_lost(result, code, words, before, folder):
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
     (["--sample", "--resume"], "--sample and --resume do not go together"),
     (["--best"], "--best goes with --sample"),
+    (["--visualize", "--sample"], "--sample and --visualize do not go together"),
+    (["--passage-length", "50"], "--passage-length goes with --visualize"),
+    (["--passage-start", "-1", "--visualize"], "--passage-start: must be 0 or more"),
 ])
 def test_bad_flags(earlier_run, no_tensorflow, args, words):
     before = files_of(earlier_run)

@@ -538,6 +538,14 @@ def test_a_checkpoint_from_before_the_restructure_samples(old_run, sampler):
     assert set(result.stdout) <= set(TEXT)
 
 
+def test_a_checkpoint_from_before_the_restructure_is_looked_inside(old_run):
+    result = run(["old/richard.txt", "--visualize", "--save-dir", "old", "--passage-length",
+                  "40"], old_run)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("old/ckpt-20: 1 layer of 16 cells")
+    assert (old_run / "plots" / "old_cells.html").exists()
+
+
 def test_a_checkpoint_from_before_the_restructure_resumes(old_run):
     before = files_of(old_run / "old")
     result = run(["old/richard.txt", "--resume", "--save-dir", "old", "--iterations", "25"],

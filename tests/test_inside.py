@@ -1,0 +1,274 @@
+"""--visualize: the features of a text, the cells' statistics, the look inside the graph, and
+the page and picture drawn from a checkpoint."""
+import html
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+
+import aux_funcs
+from conftest import VOCAB, build, files_of, run_script as run, session_of, zero_state
+
+# A play in miniature, so that every feature occurs: speakers' names in capitals, stage
+# directions in brackets, a quotation.
+PLAY = ("KING.\nNow is the winter of our discontent [Aside] made glorious.\n\n"
+        "QUEEN.\n\"Summer\" by this sun of York, my lord.\n\n") * 30
+SMALL = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
+         "--sample-length", "20"]
+CHROMIUM = shutil.which("chromium")
+
+
+def test_line_position_counts_from_each_line_start():
+    assert aux_funcs.line_position("ab\ncde\n\nf").tolist() == [0, 1, 2, 0, 1, 2, 3, 0, 0]
+
+
+def test_inside_marks_nest_brackets_and_alternate_quotes():
+    # The opening mark counts as inside, the closing one as outside.
+    assert aux_funcs.inside_marks("a[b[c]d]e", "[", "]").tolist() == [0, 1, 1, 1, 1, 1, 1, 0, 0]
+    # A closing mark with nothing open changes nothing.
+    assert aux_funcs.inside_marks("]a[b]", "[", "]").tolist() == [0, 0, 1, 1, 0]
+    assert aux_funcs.inside_marks('x"ab"y"c', '"', '"').tolist() == [0, 1, 1, 1, 0, 0, 1, 1]
+
+
+def test_a_line_of_capitals_is_a_speakers_name():
+    text = "KING.\nNow, KING.\nI\nA B\n"
+    expected = [1] * 6 + [0] * 11 + [0] * 2 + [1] * 4
+    assert aux_funcs.in_capital_line(text).tolist() == expected
+
+
+def test_word_starts_are_letters_after_other_characters():
+    assert aux_funcs.word_start("To be, o'er\nme").tolist() == [
+        1, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0]
+
+
+def test_every_feature_gives_one_value_per_character():
+    for name, feature in aux_funcs.FEATURES.items():
+        assert feature(PLAY).shape == (len(PLAY),), name
+
+
+def test_cell_statistics_match_numpy_over_windows():
+    rng = np.random.default_rng(1)
+    activations = rng.normal(size=(900, 7))
+    features = np.stack([activations[:, 2] * 3 + rng.normal(size=900) * 0.1,
+                         rng.integers(0, 2, 900), np.zeros(900)], axis=1)
+    gates = rng.uniform(size=(900, 3, 7))
+    statistics = aux_funcs.CellStatistics()
+    for start in range(0, 900, 250):
+        statistics.add(activations[start:start + 250], gates[start:start + 250],
+                       features[start:start + 250])
+    r = statistics.correlations()
+    for k in range(2):
+        for cell in range(7):
+            expected = np.corrcoef(features[:, k], activations[:, cell])[0, 1]
+            assert r[k, cell] == pytest.approx(expected, abs=1e-9)
+    assert r[0, 2] > 0.99
+    assert statistics.feature_varies().tolist() == [True, True, False]
+    assert np.all(r[2] == 0), "a feature that never varies correlates with nothing"
+    left, right = statistics.saturation()
+    np.testing.assert_allclose(left, (gates < 0.1).mean(axis=0))
+    np.testing.assert_allclose(right, (gates > 0.9).mean(axis=0))
+
+
+def page_rows(page):
+    """The rows of a cells page: (heading, [(character, title)]), surprise row first."""
+    rows = []
+    for heading, row in re.findall(r"<h[23]>([^<]*)</h[23]>\s*(?:<p>[^<]*</p>\s*)?"
+                                   r'<div class="row">(.*?)</div>', page, re.DOTALL):
+        spans = re.findall(r'<span class="[^"]*" title="([^"]*)">([^<]*)</span>', row)
+        rows.append((html.unescape(heading),
+                     [(html.unescape(ch), html.unescape(title)) for title, ch in spans]))
+    return rows
+
+
+def test_the_page_needs_nothing_outside_itself_and_says_what_it_was_given(tmp_path):
+    passage = 'Now "is" the <winter> & of\nour'
+    surprise = np.linspace(0, 5, len(passage))
+    surprise[0] = np.nan
+    top_next = [[("e", 0.5), ("\n", 0.25), ("<", 0.125), ("a", 0.0625), ("b", 0.03)]] * len(
+        passage)
+    values = np.linspace(-1, 1, len(passage))
+    page_path = aux_funcs.write_cells_page(
+        tmp_path / "p.html", "A <test> page", ["a note"], passage, surprise, top_next,
+        [("found", [("a cell", values)]), ("random", [("another", -values)])], b"\x89PNG")
+    page = page_path.read_text(encoding="utf-8")
+    # Nothing fetched from anywhere: no scripts, no style sheets or fonts, every source
+    # inline.
+    assert not re.search(r"<script|<link|@import|url\(|<iframe|<object", page, re.I)
+    assert re.findall(r'(?:src|href)="([^"]*)"', page) == ["data:image/png;base64,iVBORw=="]
+    assert "<title>A &lt;test&gt; page</title>" in page
+    rows = page_rows(page)
+    assert [heading for heading, _ in rows][1:] == ["a cell", "another"]
+    for _, spans in rows:
+        assert "".join(ch for ch, _ in spans) == passage.replace("\n", "\u21b5")
+    assert rows[0][1][0][1].startswith("next: e 50.0%  \u21b5 25.0%  < 12.5%")
+    assert rows[0][1][4][1].startswith(f"{surprise[4]:.2f} bits; next: e 50.0%")
+    assert [float(title) for _, title in rows[1][1]] == pytest.approx(values, abs=0.005)
+    assert [float(title) for _, title in rows[2][1]] == pytest.approx(-values, abs=0.005)
+
+
+def test_a_page_of_5000_characters_stays_under_3_mb(tmp_path):
+    rng = np.random.default_rng(2)
+    passage = "".join(rng.choice(list("abcdefghij KLMN.\n[]'"), 5000))
+    top_next = [[(ch, 0.1) for ch in "abcde"]] * 5000
+    cells = [(f"cell {k}", rng.uniform(-1, 1, 5000)) for k in range(8)]
+    page_path = aux_funcs.write_cells_page(
+        tmp_path / "p.html", "big", ["note"], passage, rng.uniform(0, 9, 5000), top_next,
+        [("found", cells[:5]), ("random", cells[5:])], b"\x89PNG" * 20_000)
+    assert page_path.stat().st_size < 3 * 2**20
+
+
+@pytest.mark.parametrize("options", [{}, {"num_layers": 2, "dropout": 0.3}])
+def test_the_gates_rebuild_what_dynamic_rnn_gives(lstm, tf, options):
+    """The look inside computes each layer's gates from its kernel and bias; the c and h it
+    gets from them must be dynamic_rnn's, step by step and track by track."""
+    model = lstm.add_extras(tf, lstm.build_graph(tf, VOCAB, lstm.Options(hidden_dim=16, seed=5,
+                                                                        **options)),
+                            look_inside=True)
+    inside = model.inside
+    rng = np.random.default_rng(3)
+    tracks = rng.integers(0, VOCAB, (23, 2))
+    with session_of(lstm, tf, model) as session:
+        session.run(model.init)
+        # Weights larger than they start, so that the gates move away from one half.
+        for variable in model.graph.get_collection("trainable_variables"):
+            variable.load(3 * session.run(variable), session)
+        state = np.zeros(lstm.state_shape_for_streams(inside.init_state, 2), np.float32)
+        cells, gates, probabilities, final = session.run(
+            [inside.cells, inside.gates, inside.probabilities, inside.final_state],
+            {inside.ids: tracks, inside.init_state: state})
+        for track in range(2):
+            expected, expected_state = session.run(
+                [model.probabilities, model.final_state],
+                {model.x: aux_funcs.encode(tracks[:, track], VOCAB)[:, np.newaxis],
+                 model.init_state: zero_state(model)})
+            np.testing.assert_allclose(probabilities[:, track], expected, atol=1e-5)
+            np.testing.assert_allclose(final[..., track, :], expected_state[..., 0, :],
+                                       atol=1e-5)
+            # The top layer's c at the last step is in dynamic_rnn's final state too.
+            np.testing.assert_allclose(cells[-1, track, -1],
+                                       expected_state.reshape(-1, 2, 1, 16)[-1, 0, 0],
+                                       atol=1e-5)
+    layers = options.get("num_layers", 1)
+    assert cells.shape == (23, 2, layers, 16) and gates.shape == (23, 2, 3, layers, 16)
+    assert 0 <= gates.min() and gates.max() <= 1 and gates.std() > 0.05
+    # c = forget * c_before + input * tanh(j), and |tanh(j)| <= 1.
+    c_before = np.concatenate([np.zeros_like(cells[:1]), cells[:-1]])
+    forget, input_ = gates[:, :, 0], gates[:, :, 1]
+    assert np.all(np.abs(cells - forget * c_before) <= input_ + 1e-5)
+
+
+@pytest.fixture(scope="module")
+def play(tmp_path_factory):
+    """A folder with play.txt and a 30-iteration run of it saved in ckpt/."""
+    folder = tmp_path_factory.mktemp("play")
+    (folder / "play.txt").write_text(PLAY, encoding="utf-8")
+    result = run(["play.txt", "--iterations", "30", "--seed", "3", "--save-dir", "ckpt",
+                  *SMALL], folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture(scope="module")
+def visualized(play):
+    result = run(["--visualize", "--save-dir", "ckpt", "--passage-length", "120"], play)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_visualize_names_the_cells_and_writes_the_page_and_picture(play, visualized):
+    lines = visualized.stdout.splitlines()
+    held_out = round(len(PLAY) * 0.1)
+    assert lines[0] == (f"ckpt/ckpt-30: 1 layer of 16 cells, compared over {held_out:,} "
+                        "held-out characters")
+    found = {match[0].strip(): (int(match[1]), int(match[2]), float(match[3])) for match in
+             re.findall(r"^  (.{42}) +(\d+) +(\d+) +([+-]\d\.\d{3})$", visualized.stdout,
+                        re.MULTILINE)}
+    assert set(found) == set(aux_funcs.FEATURES)
+    assert all(layer == 1 and 0 <= cell < 16 and 0 < abs(r) <= 1
+               for layer, cell, r in found.values())
+    assert lines[-2:] == ["page: plots/ckpt_cells.html", "picture: plots/ckpt_cells.png"]
+    assert (play / "plots" / "ckpt_cells.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = page_rows((play / "plots" / "ckpt_cells.html").read_text(encoding="utf-8"))
+    # The surprise row, a row per feature, then the random cells.
+    assert len(rows) == 1 + len(aux_funcs.FEATURES) + 3
+    assert all(len(spans) == 120 for _, spans in rows)
+
+
+def test_the_page_holds_the_sessions_numbers(lstm, tf, play, visualized):
+    saved = aux_funcs.latest_checkpoint(str(play / "ckpt"))
+    vocab = saved.info["vocabulary"]
+    passage = PLAY[len(PLAY) - round(len(PLAY) * 0.1):][:120]
+    ids = [vocab.index(ch) for ch in passage]
+    model = build(lstm, tf, len(vocab))
+    rows = page_rows((play / "plots" / "ckpt_cells.html").read_text(encoding="utf-8"))
+    with session_of(lstm, tf, model) as session:
+        lstm.restore_checkpoint(session, model.saver, saved.prefix)
+        probabilities = session.run(model.probabilities, {
+            model.x: aux_funcs.encode(ids, len(vocab))[:, np.newaxis],
+            model.init_state: zero_state(model)})
+        for heading, spans in rows[1:4]:
+            cell = int(re.search(r"cell (\d+)", heading).group(1))
+            for t in (0, 17, 119):
+                state = session.run(model.final_state, {
+                    model.x: aux_funcs.encode(ids[:t + 1], len(vocab))[:, np.newaxis],
+                    model.init_state: zero_state(model)})
+                assert float(spans[t][1]) == pytest.approx(np.tanh(state[0, 0, cell]),
+                                                           abs=0.0051), (heading, t)
+    surprise = rows[0][1]
+    for t in (1, 50, 119):
+        bits = -np.log2(probabilities[t - 1, ids[t]])
+        assert surprise[t][1].startswith(f"{bits:.2f} bits; next: ")
+        likeliest = int(np.argmax(probabilities[t]))
+        assert surprise[t][1].split("next: ")[1].startswith(
+            f"{aux_funcs.shown_character(vocab[likeliest])} "
+            f"{100 * probabilities[t, likeliest]:.1f}%")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed "
+                    "(apt-get install chromium); it is what opens the page as a reader would")
+def test_the_page_opens_in_headless_chromium(play, visualized, tmp_path):
+    shot = tmp_path / "page.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,900",
+             (play / "plots" / "ckpt_cells.html").as_uri()],
+            capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 20_000, "the screenshot looks empty"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--save-dir", "nothing"], "no checkpoint in nothing"),
+    (["--save-dir", "ckpt", "--passage-file", "zoe.txt"],
+     "the passage has characters the model does not know: 'Z' 'ë'"),
+    (["--save-dir", "ckpt", "--passage-start", "100000"], "--passage-start 100000 is past"),
+    (["other.txt", "--save-dir", "ckpt"], "other.txt is not the text checkpoint ckpt/ckpt-30"),
+])
+def test_mistakes_are_one_line_before_tensorflow(play, no_tensorflow, args, words):
+    (play / "zoe.txt").write_text("Now Zoë", encoding="utf-8")
+    (play / "other.txt").write_text(PLAY.upper(), encoding="utf-8")
+    before = files_of(play)
+    result = run(["--visualize", *args], play, no_tensorflow)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
+    assert files_of(play) == before
+
+
+def test_a_deep_run_with_dropout_is_drawn_layer_by_layer(tmp_path):
+    (tmp_path / "play.txt").write_text(PLAY, encoding="utf-8")
+    trained = run(["play.txt", "--num-layers", "2", "--dropout", "0.3", "--batch-size", "2",
+                   "--iterations", "10", "--save-dir", "deep", *SMALL], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    result = run(["--visualize", "--save-dir", "deep", "--passage-length", "50"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("deep/ckpt-10: 2 layers of 16 cells")
+    layers = {int(layer) for layer in re.findall(r"^  .{42} +(\d) ", result.stdout,
+                                                 re.MULTILINE)}
+    assert layers <= {1, 2}
+    assert os.path.exists(tmp_path / "plots" / "deep_cells.html")

@@ -75,6 +75,15 @@ def run_script(args, cwd, env=None, prefix=()):
                           capture_output=True, text=True, timeout=300)
 
 
+def trained_run(folder, name, text, *args):
+    """`folder`, holding the text `name` and a run of the script on it (with `args`) saved in
+    ckpt/."""
+    (folder / name).write_text(text, encoding="utf-8")
+    result = run_script([name, "--save-dir", "ckpt", *args], folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
 def build(lstm, tf, vocab_size=VOCAB, **options):
     """A small graph as the program builds it, the post's with the extras: its Model."""
     options = lstm.Options(**{"hidden_dim": HIDDEN, **options})

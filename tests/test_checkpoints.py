@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import RICHARD as TEXT, SCRIPT, files_of, run_script as run
+from conftest import RICHARD as TEXT, SCRIPT, files_of, run_script as run, trained_run
 
 UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
 TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
@@ -26,12 +26,8 @@ TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A folder with richard.txt and a 30-iteration run saved in ckpt/."""
-    folder = tmp_path_factory.mktemp("trained")
-    (folder / "richard.txt").write_text(TEXT, encoding="utf-8")
-    result = run(["richard.txt", "--iterations", "30", "--seed", "3", "--save-dir", "ckpt",
-                  *TINY], folder)
-    assert result.returncode == 0, result.stderr
-    return folder
+    return trained_run(tmp_path_factory.mktemp("trained"), "richard.txt", TEXT,
+                       "--iterations", "30", "--seed", "3", *TINY)
 
 
 def test_a_checkpoint_holds_what_the_graph_does_not(trained):

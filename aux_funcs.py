@@ -204,6 +204,16 @@ FEATURES = {
 }
 
 
+def telling_excerpt(text, length):
+    """Where in `text` to start an excerpt of `length` characters that shows the most: at the
+    start of a line, the earliest at which the most features change value."""
+    changes = np.stack([np.diff(feature(text), prepend=np.nan) != 0
+                        for feature in FEATURES.values()])
+    starts = [0] + [i + 1 for i, ch in enumerate(text[:-1]) if ch == "\n"]
+    shown = [changes[:, start + 1:start + length].any(axis=1).sum() for start in starts]
+    return starts[int(np.argmax(shown))]
+
+
 class CellStatistics:
     """What is learned of the cells over a text read window by window: each cell's Pearson r
     with each feature, and how often each of its gates is saturated.
@@ -288,7 +298,7 @@ def plot_cells(path, title, excerpt, surprise, rows, saturation):
     text_axes.set_ylim(len(shades) - 0.5, -0.5)
     text_axes.set_xticks([])
     text_axes.set_yticks(range(len(shades)),
-                         ["surprise (bits)"] + [label for label, _ in rows], fontsize=8)
+                         ["surprise (bits)"] + [label for label, _ in rows], fontsize=7.5)
     text_axes.set_title(title, fontsize=11)
     for layer, (left, right) in enumerate(saturation):
         axes = fig.add_subplot(grid[1, layer])

@@ -11,6 +11,7 @@ Usage:
     python tf-lstm-char.py --iterations 501 --hidden-dim 128
     python tf-lstm-char.py --resume                 # go on after Ctrl-C, from checkpoints/
     python tf-lstm-char.py --sample --prime "ROSALIND" --temperature 0.7
+    python tf-lstm-char.py --visualize              # which cells learned what, as a page
     python tf-lstm-char.py --help                   # every option
 
 Hyperparameters:
@@ -1313,13 +1314,6 @@ def error_summary(exc):
 
 # Beyond the post: a look inside -----------------------------------------------------------
 
-# Characters of held-out text over which cells are compared with the features, at most; steps
-# read per session.run; characters of the passage in the picture.
-CELL_STATS_CHARS = 100_000
-INSIDE_WINDOW = 200
-EXCERPT_CHARS = 80
-RANDOM_CELLS = 3
-
 Inside = namedtuple("Inside", "ids init_state cells gates probabilities final_state")
 
 
@@ -1363,6 +1357,10 @@ def add_look_inside(tf, model):
                   tf.identity(final, name="inside_final_state"))
 
 
+# Steps read per session.run: the gates of 64 tracks of a layer of 500 take 77 MB a window.
+INSIDE_WINDOW = 200
+
+
 def read_inside(session, inside, tracks):
     """Run the look inside over tracks of ids (time-major, one per column), each from a zero
     state, INSIDE_WINDOW steps at a time: yields each window's (cells, gates,
@@ -1400,6 +1398,10 @@ def visualize_command(typed):
                                f"{len(scored):,} {scored_what} characters")
     print(f"page: {page}\npicture: {picture}")
     return 0
+
+
+# Characters of held-out text, at most, over which the cells are compared with the features.
+CELL_STATS_CHARS = 100_000
 
 
 def texts_to_look_at(options, saved):
@@ -1456,6 +1458,9 @@ def cell_statistics(session, inside, text, ids):
     return statistics
 
 
+RANDOM_CELLS = 3  # shown beside those found by a feature
+
+
 def chosen_cells(statistics, options):
     """For each feature that occurs, the cell whose activation correlates best with it, as
     (feature, cell, r); and a few other cells picked at random."""
@@ -1483,11 +1488,16 @@ def print_cells(prefix, options, found, scored, scored_what):
             print(f"  {name:<42} (does not occur in the text)")
 
 
+EXCERPT_CHARS = 80  # of the passage, in the picture
+
+
 def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored):
     """The page and the picture of what the cells track, <plots-dir>/<run>_cells.html and
     .png: the Passage `seen`, shaded by surprise and by the cells `found` for each feature
     and a few `ordinary` ones, and each layer's gate saturation."""
-    hidden, excerpt = options.hidden_dim, slice(0, EXCERPT_CHARS)
+    hidden = options.hidden_dim
+    start = aux_funcs.telling_excerpt(seen.text, EXCERPT_CHARS)
+    excerpt = slice(start, start + EXCERPT_CHARS)
 
     def label(cell):
         return f"layer {cell // hidden + 1}, cell {cell % hidden}"
@@ -1497,7 +1507,7 @@ def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored)
         os.path.join(options.plots_dir, f"{name}_cells.png"),
         f"What the cells of {name} track ({os.path.basename(prefix)})",
         seen.text[excerpt], seen.surprise[excerpt],
-        [(f"{feature} ({label(cell)}, r = {r:+.2f})", seen.activations[excerpt, cell])
+        [(f"{feature}\n{label(cell)}, r = {r:+.2f}", seen.activations[excerpt, cell])
          for feature, cell, r in strongest],
         [(left[:, k * hidden:(k + 1) * hidden], right[:, k * hidden:(k + 1) * hidden])
          for k in range(options.num_layers)])

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import VOCAB, build, files_of, run_script as run, session_of, zero_state
+from conftest import (VOCAB, build, files_of, run_script as run, session_of, trained_run,
+                      zero_state)
 
 # A play in miniature, so that every feature occurs: speakers' names in capitals, stage
 # directions in brackets, a quotation.
@@ -48,6 +49,13 @@ def test_word_starts_are_letters_after_other_characters():
 def test_every_feature_gives_one_value_per_character():
     for name, feature in aux_funcs.FEATURES.items():
         assert feature(PLAY).shape == (len(PLAY),), name
+
+
+def test_the_excerpt_starts_at_the_line_where_the_most_features_change():
+    text = "plain words here\nmore plain words\nKING.\n[Exit.] \"Go\"\nplain again\n"
+    # From the third line on, a window of 20 sees capitals, brackets and quotation marks.
+    assert aux_funcs.telling_excerpt(text, 20) == text.index("KING.")
+    assert aux_funcs.telling_excerpt("no lines at all", 5) == 0
 
 
 def test_cell_statistics_match_numpy_over_windows():
@@ -164,12 +172,8 @@ def test_the_gates_rebuild_what_dynamic_rnn_gives(lstm, tf, options):
 @pytest.fixture(scope="module")
 def play(tmp_path_factory):
     """A folder with play.txt and a 30-iteration run of it saved in ckpt/."""
-    folder = tmp_path_factory.mktemp("play")
-    (folder / "play.txt").write_text(PLAY, encoding="utf-8")
-    result = run(["play.txt", "--iterations", "30", "--seed", "3", "--save-dir", "ckpt",
-                  *SMALL], folder)
-    assert result.returncode == 0, result.stderr
-    return folder
+    return trained_run(tmp_path_factory.mktemp("play"), "play.txt", PLAY, "--iterations", "30",
+                       "--seed", "3", *SMALL)
 
 
 @pytest.fixture(scope="module")

@@ -327,6 +327,29 @@ def scale_check(megabytes):
         return os.path.getsize(big) / 2 ** 20, first_report, peak
 
 
+def processor():
+    """The processor's name, and which of the bfloat16 instruction sets it has."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            info = handle.read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = re.search(r"^model name\s*:\s*(.*)$", info, re.MULTILINE)
+    flags = set((re.search(r"^flags\s*:\s*(.*)$", info, re.MULTILINE) or [""])[0].split())
+    has = [label for flag, label in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
+           if flag in flags]
+    return f"{name.group(1) if name else platform.machine()}, " + (
+        ", ".join(has) if has else "no bfloat16 instructions")
+
+
+def advice(ratio, faster, slower):
+    """What to do about a choice that runs at `ratio` times the other: within 5% either way
+    is the noise of this shared machine."""
+    if ratio > 1.05:
+        return faster
+    return slower if ratio < 0.95 else f"no clear difference ({slower})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -359,7 +382,7 @@ def main():
         return statistics.median(run[key] for run in results[name])
 
     from importlib.metadata import version
-    print(f"tf-lstm-char benchmark, {time.strftime('%Y-%m-%d')}: {platform.machine()}, "
+    print(f"tf-lstm-char benchmark, {time.strftime('%Y-%m-%d')}: {processor()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}, TensorFlow "
           f"{version('tensorflow')}; hidden 500, 100 steps; median of {repeats} "
           "interleaved repeats\n")
@@ -386,13 +409,19 @@ def main():
               f"2 layers at batch 32 {median('layers2', 'chars/s') / torch_layers2:.2f}x, "
               f"with --bf16 {median('layers2-bf16', 'chars/s') / torch_layers2:.2f}x")
     batch32 = median("batch32", "chars/s")
-    print(f"the kernel transposed once a window: {batch32:,.0f} against "
-          f"{median('batch32-tf-gradient', 'chars/s'):,.0f} chars/s with TensorFlow's own "
-          f"gradient at batch 32 ({batch32 / median('batch32-tf-gradient', 'chars/s'):.2f}x)")
+    print(f"\nwhat to set on this processor ({processor()}):")
+    bf16 = median("batch32-bf16", "chars/s") / batch32
+    bf16_layers2 = median("layers2-bf16", "chars/s") / median("layers2", "chars/s")
+    print(f"--bf16 trains batch 32 at {bf16:.2f}x float32 here (2 layers: {bf16_layers2:.2f}x): "
+          + advice(min(bf16, bf16_layers2), "add --bf16", "leave --bf16 off"))
+    transposed = batch32 / median("batch32-tf-gradient", "chars/s")
+    print(f"the kernel transposed once a window trains batch 32 at {transposed:.2f}x "
+          "TensorFlow's own gradient here: " + advice(
+              transposed, "the program does it (transpose_kernel_once)",
+              "it costs here: transpose_kernel_once should leave this processor alone"))
     avx2 = median("batch32-avx2", "chars/s") / batch32
-    advice = ("set ONEDNN_MAX_CPU_ISA=AVX2 on this machine" if avx2 > 1.05 else
-              "leave oneDNN's choice as it is")
-    print(f"oneDNN capped at AVX2 trains batch 32 at {avx2:.2f}x the default here: {advice}")
+    print(f"oneDNN capped at AVX2 trains batch 32 at {avx2:.2f}x the default here: "
+          + advice(avx2, "set ONEDNN_MAX_CPU_ISA=AVX2", "leave oneDNN's choice as it is"))
     base_feed = median("baseline", "feed sampler chars/s")
     feed = median("no-xla", "feed sampler chars/s")
     print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline | x feed |")

@@ -491,10 +491,7 @@ def check_before_tensorflow(options, train_ids, val_ids, info, resumed):
                               options.batch_size, options.val_fraction)
     check_memory(options, len(vocab))
     if resumed:
-        if (info["text_sha256"] != resumed.info["text_sha256"]
-                or vocab != resumed.info["vocabulary"]):
-            raise UserError(f"{options.text_file} is not the text checkpoint {resumed.prefix} "
-                            f"was trained on ({resumed.info['options']['text_file']})")
+        check_trained_on(options.text_file, info["text_sha256"], vocab, resumed)
         if resumed.info["iteration"] >= options.iterations:
             raise UserError(f"checkpoint {resumed.prefix} has done "
                             f"{resumed.info['iteration']} iterations already; give a larger "
@@ -507,6 +504,14 @@ def check_before_tensorflow(options, train_ids, val_ids, info, resumed):
                          (options.logdir, "--logdir")):
         if folder:
             aux_funcs.make_writable_dir(folder, flag)
+
+
+def check_trained_on(text_file, text_sha256, vocab, checkpoint):
+    """Refuse a text other than the one `checkpoint` was trained on, or read otherwise (with
+    another --encoding): its held-out part, and its ids, would not be the checkpoint's."""
+    if text_sha256 != checkpoint.info["text_sha256"] or vocab != checkpoint.info["vocabulary"]:
+        raise UserError(f"{text_file} is not the text checkpoint {checkpoint.prefix} was "
+                        f"trained on ({checkpoint.info['options']['text_file']})")
 
 
 def weight_count(options, vocab_size):
@@ -1408,10 +1413,9 @@ def texts_to_look_at(options, saved):
     """The text the cells are measured on (at most CELL_STATS_CHARS of the checkpoint's
     held-out text, or of all of it where none was held out), the words that say which, and
     the passage the page shows; each checked before TensorFlow loads."""
-    text = aux_funcs.load(options.text_file, options.encoding)[0]
-    if aux_funcs.sha256_of_file(options.text_file) != saved.info["text_sha256"]:
-        raise UserError(f"{options.text_file} is not the text checkpoint {saved.prefix} was "
-                        "trained on; give that one as TEXT_FILE")
+    text, char_to_idx, _, _ = aux_funcs.load(options.text_file, options.encoding)
+    check_trained_on(options.text_file, aux_funcs.sha256_of_file(options.text_file),
+                     "".join(sorted(char_to_idx)), saved)
     held_out = aux_funcs.split_train_val(text, options.val_fraction)[1]
     scored_what = "held-out" if held_out else "trained-on (none was held out)"
     shown = (aux_funcs.load(options.passage_file, options.encoding)[0] if options.passage_file

@@ -1039,8 +1039,8 @@ FLAG_HELP = {
         "argmax": "always take the most likely character instead of drawing",
         "sampler": "draw in the graph, a tf.while_loop per 1,000 characters, or with the "
                    "post's sample(), a session.run per character (default: %(default)s)",
-        "best": "with --sample, use the checkpoint with the lowest validation loss instead "
-                "of the latest",
+        "best": "with --sample or --visualize, use the checkpoint with the lowest validation "
+                "loss instead of the latest",
         "seed": "random seed; give one to make a run or a sample repeatable (default: a new "
                 "one each run)",
     },

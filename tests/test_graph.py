@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import (HIDDEN, VOCAB, build, one_hot_steps, run_steps, run_script, session_of,
-                      zero_state)
+from conftest import HIDDEN, VOCAB, build, one_hot_steps, run_steps, session_of, zero_state
 
 
 @pytest.fixture(scope="module")
@@ -69,22 +68,30 @@ def test_the_optimizer_flag_picks_the_update_rule(lstm, tf):
 
 @pytest.fixture(scope="module")
 def trained(lstm, tf, tmp_path_factory):
-    """A small network trained by the script on a text it can learn by heart, and its last
-    checkpoint restored into a session."""
+    """A small network trained by the script's own loop, in this process, on a text it can
+    learn by heart."""
     folder = tmp_path_factory.mktemp("trained")
     text = "abcdefg hijk.\n" * 60
     (folder / "abc.txt").write_text(text)
-    result = run_script(["abc.txt", "--val-fraction", "0", "--hidden-dim", "32", "--iterations",
-                         "200", "--seq-length", "20", "--sample-every", "60", "--sample-length",
-                         "50", "--seed", "1", "--save-dir", "ckpt"], folder)
-    assert result.returncode == 0, result.stderr
-    saved = aux_funcs.latest_checkpoint(str(folder / "ckpt"))
-    vocab = saved.info["vocabulary"]
-    model = build(lstm, tf, len(vocab), hidden_dim=32, seed=1)
+    options = lstm.Options(
+        text_file=str(folder / "abc.txt"), val_fraction=0, hidden_dim=32, iterations=200,
+        seq_length=20, sample_every=60, sample_length=50, seed=1,
+        plots_dir=str(folder / "plots"), save_dir=str(folder / "ckpt"))
+    _, char_to_idx, _, vocab_size = aux_funcs.load(options.text_file)
+    vocab, ids = "".join(sorted(char_to_idx)), aux_funcs.text_to_ids(text, char_to_idx)
+    start = [math.log(vocab_size)]
+    progress = lstm.Progress(0, 0, np.zeros((2, 1, 32), np.float32), start, start.copy(),
+                             np.random.default_rng(1))
+    report = lstm.Report(options, lstm.claim_run_files(options),
+                         lstm.checkpoint_info(options, vocab), progress, ids[:0], len(ids) / 20)
+    model = build(lstm, tf, vocab_size, hidden_dim=32, seed=1)
     session = session_of(lstm, tf, model)
-    lstm.restore_checkpoint(session, model.saver, saved.prefix)
+    with report.running(tf, model):
+        session.run(model.init)
+        lstm.train(session, model, aux_funcs.BatchGenerator(ids, 20, vocab_size), options,
+                   progress, report)
     yield types.SimpleNamespace(model=model, session=session, text=text, vocab=vocab,
-                                progress=lstm.Progress.restored(saved),
+                                progress=progress,
                                 saved=aux_funcs.read_checkpoint_list(folder / "ckpt"))
     session.close()
 

@@ -412,13 +412,14 @@ def main():
     print(f"\nwhat to set on this processor ({processor()}):")
     bf16 = median("batch32-bf16", "chars/s") / batch32
     bf16_layers2 = median("layers2-bf16", "chars/s") / median("layers2", "chars/s")
-    print(f"--bf16 trains batch 32 at {bf16:.2f}x float32 here (2 layers: {bf16_layers2:.2f}x): "
-          + advice(min(bf16, bf16_layers2), "add --bf16", "leave --bf16 off"))
+    print(f"--bf16 trains batch 32 at {bf16:.2f}x float32 here, 2 layers at {bf16_layers2:.2f}x: "
+          f"one layer, {advice(bf16, 'add --bf16', 'leave it off')}; two layers, "
+          + advice(bf16_layers2, "add --bf16", "leave it off"))
     transposed = batch32 / median("batch32-tf-gradient", "chars/s")
     print(f"the kernel transposed once a window trains batch 32 at {transposed:.2f}x "
-          "TensorFlow's own gradient here: " + advice(
-              transposed, "the program does it (transpose_kernel_once)",
-              "it costs here: transpose_kernel_once should leave this processor alone"))
+          "TensorFlow's own gradient: " + advice(
+              transposed, "it pays here, and the program does it (transpose_kernel_once)",
+              "it does not pay here: transpose_kernel_once should not apply on this processor"))
     avx2 = median("batch32-avx2", "chars/s") / batch32
     print(f"oneDNN capped at AVX2 trains batch 32 at {avx2:.2f}x the default here: "
           + advice(avx2, "set ONEDNN_MAX_CPU_ISA=AVX2", "leave oneDNN's choice as it is"))

@@ -589,8 +589,8 @@ def run_name(save_dir):
 
 
 def checkpoint_to_read(typed, best=False):
-    """The checkpoint that --resume or --sample reads: the latest (or best) one in --save-dir,
-    or without it in the run of the text whose checkpoints were written last."""
+    """The checkpoint that --resume, --sample or --visualize reads: the latest (or best) one in
+    --save-dir, or without it in the run of the text whose checkpoints were written last."""
     if typed.get("save_dir"):
         return aux_funcs.latest_checkpoint(typed["save_dir"], best)
     name = aux_funcs.text_name_of(typed.get("text_file", DEFAULT_TEXT))

@@ -239,20 +239,23 @@ class CellStatistics:
             key: self.sums[key] + value for key, value in window.items()}
         self.count += len(a)
 
+    def spread(self, name):
+        """The root of the summed squared deviations from the mean, of the features ("f") or
+        of the cells ("a")."""
+        n, s = self.count, self.sums
+        return np.sqrt(np.maximum(s[name + name] - s[name] ** 2 / n, 0))
+
     def correlations(self):
         """Pearson r of each feature with each cell: [features, cells]; 0 where either
         does not vary."""
-        n, s = self.count, self.sums
-        covariance = s["fa"] - np.outer(s["f"], s["a"]) / n
-        spread_f = np.sqrt(np.maximum(s["ff"] - s["f"] ** 2 / n, 0))
-        spread_a = np.sqrt(np.maximum(s["aa"] - s["a"] ** 2 / n, 0))
-        scale = np.outer(spread_f, spread_a)
+        s = self.sums
+        covariance = s["fa"] - np.outer(s["f"], s["a"]) / self.count
+        scale = np.outer(self.spread("f"), self.spread("a"))
         return np.divide(covariance, scale, out=np.zeros_like(covariance), where=scale > 1e-9)
 
     def feature_varies(self):
         """Whether each feature took more than one value."""
-        n, s = self.count, self.sums
-        return s["ff"] - s["f"] ** 2 / n > 1e-9
+        return self.spread("f") ** 2 > 1e-9
 
     def saturation(self):
         """The fraction of steps each gate of each cell was left- and right-saturated:

@@ -1384,12 +1384,11 @@ def visualize_command(typed):
     saved = checkpoint_to_read(typed, typed.get("best", False))
     options = resolve_options(typed, saved, (MODEL, SPLIT, CARRIED))
     vocab = saved.info["vocabulary"]
-    scored, scored_what, passage = texts_to_look_at(options, saved)
+    scored, scored_what, passage, char_to_idx = texts_to_look_at(options, saved)
     aux_funcs.make_writable_dir(options.plots_dir, "--plots-dir")
     tf = import_tensorflow(options, sampling=True)
     model = add_extras(tf, build_graph(tf, len(vocab), replace(options, batch_size=1)),
                        look_inside=True)
-    char_to_idx = {ch: i for i, ch in enumerate(vocab)}
     with open_session(tf, model, options, sampling=True) as session:
         restore_checkpoint(session, model.saver, saved.prefix)
         statistics = cell_statistics(session, model.inside, scored,
@@ -1412,7 +1411,8 @@ CELL_STATS_CHARS = 100_000
 def texts_to_look_at(options, saved):
     """The text the cells are measured on (at most CELL_STATS_CHARS of the checkpoint's
     held-out text, or of all of it where none was held out), the words that say which, and
-    the passage the page shows; each checked before TensorFlow loads."""
+    the passage the page shows, and the ids of the characters; each checked before
+    TensorFlow loads."""
     text, char_to_idx, _, _ = aux_funcs.load(options.text_file, options.encoding)
     check_trained_on(options.text_file, aux_funcs.sha256_of_file(options.text_file),
                      "".join(sorted(char_to_idx)), saved)
@@ -1425,7 +1425,7 @@ def texts_to_look_at(options, saved):
         raise UserError(f"--passage-start {options.passage_start} is past the end of the "
                         f"passage's text ({len(shown):,} characters)")
     aux_funcs.check_known_characters(passage, saved.info["vocabulary"], "the passage")
-    return (held_out or text)[:CELL_STATS_CHARS], scored_what, passage
+    return (held_out or text)[:CELL_STATS_CHARS], scored_what, passage, char_to_idx
 
 
 Passage = namedtuple("Passage", "text activations surprise top_next")
@@ -1485,11 +1485,17 @@ def print_cells(prefix, options, found, scored, scored_what):
           f"compared over {scored:,} {scored_what} characters")
     print(f"  {'feature':<42} {'layer':>5} {'cell':>5} {'r':>7}")
     for name, cell, r in found:
-        print(f"  {name:<42} {cell // options.hidden_dim + 1:>5} "
-              f"{cell % options.hidden_dim:>5} {r:>+7.3f}")
+        layer, index = layer_and_index(cell, options.hidden_dim)
+        print(f"  {name:<42} {layer:>5} {index:>5} {r:>+7.3f}")
     for name in aux_funcs.FEATURES:
         if name not in {found_name for found_name, _, _ in found}:
             print(f"  {name:<42} (does not occur in the text)")
+
+
+def layer_and_index(cell, hidden):
+    """Where a cell of the look inside's flat numbering sits: its layer, from 1, and its
+    index in the layer."""
+    return cell // hidden + 1, cell % hidden
 
 
 EXCERPT_CHARS = 80  # of the passage, in the picture
@@ -1504,7 +1510,7 @@ def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored)
     excerpt = slice(start, start + EXCERPT_CHARS)
 
     def label(cell):
-        return f"layer {cell // hidden + 1}, cell {cell % hidden}"
+        return "layer {}, cell {}".format(*layer_and_index(cell, hidden))
     strongest = sorted(found, key=lambda feature: -abs(feature[2]))[:3]
     left, right = statistics.saturation()
     picture = aux_funcs.plot_cells(

@@ -1,6 +1,6 @@
 """Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
 
-    python tests/benchmark.py            # about fourteen minutes on two cores
+    python tests/benchmark.py            # about a quarter of an hour on two cores
     python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
     python tests/benchmark.py --profile  # only where a training step's time goes
 
@@ -15,10 +15,11 @@ machine whether it still pays: the kernel transposed once a window for the backw
 oneDNN left free to use every instruction set (the AVX2 row caps it; the closing lines say which
 to use here). When torch is installed (`pip install torch`; it is not a requirement), PyTorch's
 nn.LSTM trains the same model, loss, optimizer and batch in the same run, and the ratios to it
-are printed; without it, its rows say how to get it. The 2-layer rows show what --num-layers 2
-costs, beside PyTorch's 2-layer nn.LSTM. Then the profiles: the ops that take the most of one
-training step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a
-100 MB text, from start to the first report line.
+are printed; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without
+it, its rows say how to get it. The 2-layer rows show what --num-layers 2 costs, beside
+PyTorch's 2-layer nn.LSTM. Then the profiles: the ops that take the most of one training step,
+one layer and two, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
+check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -50,6 +51,8 @@ CONFIGS = {
     "no-xla": ("defaults --xla off", 1, 1, "one-hot", 1, "off", 0, ["feed", "graph"], {}),
     "pytorch": ("PyTorch nn.LSTM, the same model, loss and Adam", 1, 1, "torch", 0, "off", 0,
                 [], {}),
+    "pytorch-no-onednn": ("PyTorch nn.LSTM, oneDNN off: one op per step, not its fused LSTM",
+                          1, 1, "torch-no-onednn", 0, "off", 0, [], {}),
     "batch32": ("defaults --batch-size 32 (no XLA)", 32, 1, "one-hot", 1, "auto", 0, [], {}),
     "batch32-tf-gradient": ("--batch-size 32, TensorFlow's gradient (kernel transposed at "
                             "each step)", 32, 1, "tf-gradient", 1, "auto", 0, [], {}),
@@ -69,15 +72,17 @@ CONFIGS = {
 TORCH_MISSING = "pip install torch to compare"
 
 
-def torch_worker(batch, layers, iterations):
+def torch_worker(batch, layers, iterations, onednn):
     """The same training as the defaults, in PyTorch: one-hot windows from the same
     BatchGenerator, time-major, an nn.LSTM of 500 and a linear layer to the scores, the mean
-    cross-entropy, Adam at 1e-2, the final state carried into the next window. Returns the
-    figures, or None without torch."""
+    cross-entropy, Adam at 1e-2, the final state carried into the next window. Without oneDNN
+    PyTorch runs the LSTM as separate operations each step instead of oneDNN's fused LSTM
+    primitive, as TensorFlow does. Returns the figures, or None without torch."""
     try:
         import torch
     except ImportError:
         return None
+    torch.backends.mkldnn.enabled = onednn
     sys.path.insert(0, REPO)
     import aux_funcs
 
@@ -133,8 +138,8 @@ def load_script():
 def worker(name, iterations):
     """Measure one configuration in this process; print one JSON line."""
     _, batch, layers, feed, onednn, xla, bf16, samplers, environment = CONFIGS[name]
-    if feed == "torch":
-        result = torch_worker(batch, layers, iterations)
+    if feed.startswith("torch"):
+        result = torch_worker(batch, layers, iterations, onednn=feed == "torch")
         if result is not None:
             result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
@@ -209,15 +214,16 @@ ROLES = {
 }
 
 
-def profile_worker(batch, xla):
-    """Trace a few training steps of the defaults at `batch` with TensorFlow's step stats; print
-    one JSON line: the step's wall time, how many ops ran, and the ops that took longest."""
+def profile_worker(batch, layers, xla):
+    """Trace a few training steps of the defaults at `batch` and `layers` with TensorFlow's
+    step stats; print one JSON line: the step's wall time, how many ops ran, and the ops that
+    took longest."""
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
     lstm = load_script()
     import aux_funcs
     import numpy as np
 
-    options = lstm.Options(batch_size=batch, xla=xla, seed=1)
+    options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, seed=1)
     tf = lstm.import_tensorflow(options)
     tf1 = tf.compat.v1
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
@@ -246,12 +252,15 @@ def profile_worker(batch, xla):
                 if not op_type or op_type.startswith(("_SOURCE", "RecvTensor")):
                     op_type = node.node_name
                 phase = "backward" if "gradients" in node.node_name else "forward"
+                layer = re.search(r"/cell_(\d+)/", node.node_name)
+                if layer:
+                    phase += f", layer {int(layer.group(1)) + 1}"
                 key = f"{phase} | {op_type} | {'/'.join(node.node_name.split('/')[-2:])}"
                 op_micros[key] = op_micros.get(key, 0) + node.op_end_rel_micros - \
                     node.op_start_rel_micros
                 runs += 1
     total = sum(op_micros.values())
-    top = sorted(op_micros.items(), key=lambda item: -item[1])[:8]
+    top = sorted(op_micros.items(), key=lambda item: -item[1])[:10]
     products = sum(micros for key, micros in op_micros.items() if "MatMul" in key)
     print(json.dumps({"step ms": statistics.median(walls) * 1000, "ops": runs / traced,
                       "op ms": total / traced / 1000, "products": products / total,
@@ -259,10 +268,11 @@ def profile_worker(batch, xla):
                               for key, micros in top]}))
 
 
-def print_profile(batch, xla, why):
+def print_profile(batch, layers, xla, why):
     env = dict(os.environ, PYTHONHASHSEED="0")
-    out = subprocess.run([sys.executable, __file__, "--profile-worker", str(batch), "--xla",
-                          xla], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, __file__, "--profile-worker", str(batch), "--layers",
+                          str(layers), "--xla", xla], env=env, capture_output=True, text=True,
+                         check=True).stdout
     figures = json.loads(out.splitlines()[-1])
     print(f"\nprofile of one training step, batch {batch}{why}: {figures['step ms']:.1f} ms "
           f"untraced; {figures['ops']:,.0f} ops ran, {figures['op ms']:.1f} ms of op time "
@@ -275,9 +285,10 @@ def print_profile(batch, xla, why):
 
 
 def print_profiles():
-    print_profile(32, "auto", "")
+    print_profile(32, 1, "auto", "")
+    print_profile(32, 2, "auto", ", --num-layers 2")
     # XLA would fuse the batch-1 step into a few compiled clusters; without it each op shows.
-    print_profile(1, "off", ", --xla off")
+    print_profile(1, 1, "off", ", --xla off")
 
 
 def measure(name, iterations):
@@ -355,16 +366,18 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="one repeat, fewer iterations: a smoke test")
     parser.add_argument("--profile", action="store_true",
-                        help="only the profiles of a training step, at batch 32 and batch 1")
+                        help="only the profiles of a training step: batch 32 with one layer and "
+                        "with two, and batch 1")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--xla", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.iterations)
     if args.profile_worker:
-        return profile_worker(args.profile_worker, args.xla)
+        return profile_worker(args.profile_worker, args.layers, args.xla)
     if args.profile:
         return print_profiles()
 
@@ -403,7 +416,8 @@ def main():
         torch_1, torch_32 = median("pytorch", "chars/s"), median("pytorch32", "chars/s")
         torch_layers2 = median("pytorch32-layers2", "chars/s")
         print(f"\nagainst PyTorch {results['pytorch'][0]['torch']} (float32, the same cores): "
-              f"defaults at batch 1 {median('defaults', 'chars/s') / torch_1:.2f}x, "
+              f"defaults at batch 1 {median('defaults', 'chars/s') / torch_1:.2f}x (PyTorch "
+              f"with oneDNN off {median('pytorch-no-onednn', 'chars/s') / torch_1:.2f}x), "
               f"--batch-size 32 {median('batch32', 'chars/s') / torch_32:.2f}x, "
               f"--batch-size 32 --bf16 {median('batch32-bf16', 'chars/s') / torch_32:.2f}x; "
               f"2 layers at batch 32 {median('layers2', 'chars/s') / torch_layers2:.2f}x, "

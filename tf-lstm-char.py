@@ -1047,8 +1047,9 @@ FLAG_HELP = {
     "speed (see the Performance section of README.md)": {
         "xla": "let XLA compile clusters of the graph; auto turns it on for batch-1 training "
                "without --bf16, the one case where it pays (default: %(default)s)",
-        "bf16": "run the matrix products in bfloat16 (weights and sums stay float32, the "
-                "numbers differ slightly): faster on some processors only, see README.md",
+        "bf16": "run the LSTM in bfloat16: its products, gates, state and the gradients "
+                "summed over a window (the weights and the optimizer stay float32; the "
+                "numbers differ slightly); faster on some processors only, see README.md",
     },
     "bookkeeping": {
         "plots_dir": "folder for the loss plot PNG and the history CSV, named after the run's "
@@ -1279,8 +1280,9 @@ def session_config(tf, options, sampling=False):
         config.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)
     if options.bf16:
-        # oneDNN runs matrix products in bfloat16 where the processor has it; weights and
-        # sums stay float32.
+        # Where the processor has bfloat16 instructions, Grappler's rewrite runs the LSTM's
+        # loop in bfloat16 (products, gates, state, the kernel's gradient summed over the
+        # steps); the variables and Adam stay float32.
         rewrites = config.graph_options.rewrite_options
         rewrites.auto_mixed_precision_onednn_bfloat16 = type(rewrites).ON
     return config

@@ -364,6 +364,40 @@ def test_where_the_copy_measured_no_faster_tensorflows_gradient_stays(lstm, tf, 
     assert "kernel_transposed" not in [op.name for op in model.graph.get_operations()]
 
 
+def bfloat16_instructions():
+    """Whether this processor has the instructions that --bf16's rewrite needs."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = set(next(line for line in handle if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def test_bf16_runs_the_lstm_and_its_state_in_bfloat16_where_the_processor_can(lstm, tf):
+    """What --help says --bf16 does: the products, gates and state in bfloat16, so the numbers
+    differ slightly; on a processor without bfloat16 instructions nothing changes."""
+    model = build(lstm, tf, seed=1)
+    ids = [index % VOCAB for index in range(0, 120, 7)]
+    feed = {model.x: one_hot_steps(ids), model.init_state: zero_state(model)}
+    figures = {}
+    for bf16 in (False, True):
+        config = lstm.session_config(tf, lstm.Options(bf16=bf16))
+        with tf.compat.v1.Session(graph=model.graph, config=config) as session:
+            session.run(model.init)
+            figures[bf16] = session.run([model.probabilities, model.final_state], feed)
+    (float32_probabilities, float32_state), (bf16_probabilities, bf16_state) = (
+        figures[False], figures[True])
+    if not bfloat16_instructions():
+        np.testing.assert_allclose(bf16_state, float32_state, rtol=1e-6, atol=1e-7)
+        return
+    low_bits = bf16_state.view(np.uint32) & 0xFFFF
+    assert not low_bits.any(), "the state carried through the loop should be bfloat16"
+    assert (float32_state.view(np.uint32) & 0xFFFF).any()
+    difference = np.abs(bf16_probabilities - float32_probabilities).max()
+    assert 1e-5 < difference < 2e-2
+
+
 def test_the_memory_estimate_counts_every_weight_of_the_graph(lstm, model):
     """training_bytes refuses models too big for the machine; it must know the graph's size."""
     graph_weights = sum(int(np.prod(variable.shape))

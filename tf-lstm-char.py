@@ -9,6 +9,8 @@ Usage:
     python tf-lstm-char.py                          # train on data/shakespeare.txt
     python tf-lstm-char.py path/to/text.txt         # or on any UTF-8 text
     python tf-lstm-char.py --iterations 501 --hidden-dim 128
+    python tf-lstm-char.py --batch-size 32 --learning-rate 2e-3 --clip 5 --iterations 100000 \
+        --minutes 10                                # as much as ten minutes allow
     python tf-lstm-char.py --resume                 # go on after Ctrl-C, from checkpoints/
     python tf-lstm-char.py --sample --prime "ROSALIND" --temperature 0.7
     python tf-lstm-char.py --visualize              # which cells learned what, as a page
@@ -155,14 +157,15 @@ def sample(session, model, length, rng, temperature=1.0, prime_ids=(), argmax=Fa
 
 
 def train(session, model, batches, options, progress, report):
-    """The post's loop, from the iteration `progress` stands at to options.iterations. At
-    iterations 0, sample_every, 2 * sample_every, ... it reports before that iteration's step,
-    as the post does (`iter 0, loss: X` is the untrained network, X log(vocab_size)); a last
-    report closes the run, finished or stopped by a signal."""
+    """The post's loop, from the iteration `progress` stands at to options.iterations, or
+    until options.minutes have passed. At iterations 0, sample_every, 2 * sample_every, ... it
+    reports before that iteration's step, as the post does (`iter 0, loss: X` is the
+    untrained network, X log(vocab_size)); a last report closes the run, finished, out of
+    time or stopped by a signal."""
     loss_hist, smooth_loss = progress.loss_hist, progress.smooth_loss_hist
     first = progress.iteration
     for it in range(first, options.iterations + 1):
-        last = it == options.iterations or report.stop_requested()
+        last = it == options.iterations or report.stop_requested() or report.out_of_time()
         # A resumed run was reported on where it stopped.
         if (it % options.sample_every == 0 or last) and (it == 0 or it > first):
             # The post's line; the report adds the epoch, the held-out loss and the speed.
@@ -764,6 +767,11 @@ class Report:
     def stop_requested(self):
         return self.stop.signum is not None
 
+    def out_of_time(self):
+        """Whether the run has trained for --minutes."""
+        return (self.options.minutes is not None
+                and time.perf_counter() - self.started_at >= 60 * self.options.minutes)
+
     def evaluate(self, session, val_tracks):
         """The mean loss on held-out tracks, timed; a loss that is not finite stops the run."""
         start = time.perf_counter()
@@ -791,6 +799,8 @@ class Report:
             rate = (done - self.last_report) / (now - self.last_report_at)
             elapsed = now - self.started_at
             left = (options.iterations - done) * elapsed / (done - self.first_iteration)
+            if options.minutes is not None:
+                left = max(0.0, min(left, 60 * options.minutes - elapsed))
             fields.update(rate=rate, elapsed=elapsed, left=left,
                           chars_per_second=rate * options.seq_length * options.batch_size)
         return fields
@@ -840,7 +850,11 @@ class Report:
         checkpoint = aux_funcs.checkpoint_prefix(files.save_dir, progress.iteration)
         best = progress.best and aux_funcs.checkpoint_prefix(files.save_dir, progress.best[0])
         print(f"checkpoint: {checkpoint}" + (f", best: {best}" if best else ""), flush=True)
+        go_on = f"python tf-lstm-char.py --resume --save-dir {files.save_dir}"
         if not self.stop_requested():
+            if progress.iteration < self.options.iterations:
+                print(f"stopped after --minutes {self.options.minutes:g} at iteration "
+                      f"{progress.iteration}; go on with: {go_on}", flush=True)
             return 0
         if progress.iteration >= self.options.iterations:
             # It came while the whole held-out text was scored, after the last step.
@@ -848,8 +862,7 @@ class Report:
                 f"{name} came after the last iteration; the run is complete, there is "
                 "nothing to resume"))
         return signal_exit(self.stop.signum, lambda name: (
-            f"stopped by {name} at iteration {progress.iteration}; go on with: python "
-            f"tf-lstm-char.py --resume --save-dir {files.save_dir}"))
+            f"stopped by {name} at iteration {progress.iteration}; go on with: {go_on}"))
 
 
 class Diverged(UserError):
@@ -968,6 +981,7 @@ class Options:
     num_layers: int = option(1, MODEL)
     dropout: float = option(0.0, CARRIED, "P", dropout_probability)
     iterations: int = option(4001, CARRIED)
+    minutes: float = option(None, metavar="M")
     seq_length: int = option(100, CARRIED)
     batch_size: int = option(1, MODEL)
     learning_rate: float = option(1e-2, CARRIED)
@@ -1016,6 +1030,9 @@ FLAG_HELP = {
         "iterations": "training iterations in all, counting those of a resumed run; the "
                       "upstream repository later used 501 for quick tries (default: "
                       "%(default)s)",
+        "minutes": "stop training after M minutes and close the run as at --iterations, "
+                   "whichever comes first; the same command then fits any processor "
+                   "(default: no limit)",
         "seq_length": "characters per training window (default: %(default)s)",
         "batch_size": "streams trained side by side: the text is cut into this many tracks, "
                       "each read in order with its own LSTM state; 1 is the original "

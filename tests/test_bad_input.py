@@ -40,6 +40,8 @@ def assert_one_line_and_nothing_lost(result, code, words, before, folder):
 @pytest.mark.parametrize("args, words", [
     (["--iterations", "0"], "--iterations: must be a positive integer, got 0"),
     (["--iterations", "-3"], "--iterations: must be a positive integer, got -3"),
+    (["--minutes", "0"], "--minutes: must be a positive finite number, got 0"),
+    (["--minutes", "ten"], "--minutes: invalid positive number value: 'ten'"),
     (["--seq-length", "0"], "--seq-length: must be a positive integer"),
     (["--seq-length", "-5"], "--seq-length: must be a positive integer"),
     (["--hidden-dim", "0"], "--hidden-dim: must be a positive integer"),

@@ -647,3 +647,27 @@ def test_a_run_stopped_early_does_not_claim_to_have_scored_all_held_out_text(lst
     assert "held-out characters" not in out
     assert re.search(r"^at the best report \([0-3]\), val\[:20000\] \d\.\d{4} nats; evaluating "
                      r"took", out, re.MULTILINE), out
+
+
+def test_minutes_close_the_run_as_its_last_iteration_would(lstm, tmp_path, monkeypatch, capsys):
+    """--minutes ends training long before --iterations: with the closing report, the whole
+    held-out text scored and a checkpoint, exit 0, and a line saying how to go on."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--hidden-dim", "8", "--seq-length", "10", "--sample-every", "50",
+            "--sample-length", "5", "--save-dir", "ckpt", "--minutes", "0.01"]
+    code = lstm.main(["long.txt", "--iterations", "1000000", *tiny])
+    assert code == 0
+    out = capsys.readouterr().out
+    stopped_at = int(aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1].split("-")[1])
+    assert 0 < stopped_at < 1_000_000
+    assert re.search(rf"^iter {stopped_at}, loss: ", out, re.MULTILINE), out
+    assert "validation loss on all 25,000 held-out characters" in out
+    assert out.endswith(f"stopped after --minutes 0.01 at iteration {stopped_at}; go on with: "
+                        "python tf-lstm-char.py --resume --save-dir ckpt\n")
+    code = lstm.main(["--resume", *tiny])
+    assert code == 0
+    assert f"resuming {os.path.join('ckpt', f'ckpt-{stopped_at}')} at iteration {stopped_at}" \
+        in capsys.readouterr().out
+    assert int(aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1].split("-")[1]) > stopped_at

@@ -18,7 +18,7 @@ nn.LSTM trains the same model, loss, optimizer and batch in the same run, and th
 are printed; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without
 it, its rows say how to get it. The 2-layer rows show what --num-layers 2 costs, beside
 PyTorch's 2-layer nn.LSTM. Then the profiles: the ops that take the most of one training step,
-one layer and two, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
+one layer, --bf16 and two layers, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
 check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
@@ -211,19 +211,22 @@ ROLES = {
     "split_grad/concat": "d gates: the four gates' gradients joined",
     "lstm_cell/split": "the gates split in four",
     "kernel_transposed": "kernel^T, once a window",
+    "lstm_cell/Sigmoid": "a gate's sigmoid",
+    "lstm_cell/Sigmoid_1": "a gate's sigmoid",
+    "lstm_cell/Sigmoid_2": "a gate's sigmoid",
 }
 
 
-def profile_worker(batch, layers, xla):
-    """Trace a few training steps of the defaults at `batch` and `layers` with TensorFlow's
-    step stats; print one JSON line: the step's wall time, how many ops ran, and the ops that
-    took longest."""
+def profile_worker(batch, layers, xla, bf16):
+    """Trace a few training steps of the defaults at `batch` and `layers` (and --bf16) with
+    TensorFlow's step stats; print one JSON line: the step's wall time, how many ops ran, and
+    the ops that took longest."""
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
     lstm = load_script()
     import aux_funcs
     import numpy as np
 
-    options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, seed=1)
+    options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, bf16=bf16, seed=1)
     tf = lstm.import_tensorflow(options)
     tf1 = tf.compat.v1
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
@@ -268,11 +271,11 @@ def profile_worker(batch, layers, xla):
                               for key, micros in top]}))
 
 
-def print_profile(batch, layers, xla, why):
+def print_profile(batch, layers, xla, why, bf16=False):
     env = dict(os.environ, PYTHONHASHSEED="0")
     out = subprocess.run([sys.executable, __file__, "--profile-worker", str(batch), "--layers",
-                          str(layers), "--xla", xla], env=env, capture_output=True, text=True,
-                         check=True).stdout
+                          str(layers), "--xla", xla] + ["--bf16"] * bf16, env=env,
+                         capture_output=True, text=True, check=True).stdout
     figures = json.loads(out.splitlines()[-1])
     print(f"\nprofile of one training step, batch {batch}{why}: {figures['step ms']:.1f} ms "
           f"untraced; {figures['ops']:,.0f} ops ran, {figures['op ms']:.1f} ms of op time "
@@ -286,6 +289,8 @@ def print_profile(batch, layers, xla, why):
 
 def print_profiles():
     print_profile(32, 1, "auto", "")
+    # Where --bf16 pays on one processor and not on another, this shows which ops differ.
+    print_profile(32, 1, "auto", ", --bf16", bf16=True)
     print_profile(32, 2, "auto", ", --num-layers 2")
     # XLA would fuse the batch-1 step into a few compiled clusters; without it each op shows.
     print_profile(1, 1, "off", ", --xla off")
@@ -366,18 +371,19 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="one repeat, fewer iterations: a smoke test")
     parser.add_argument("--profile", action="store_true",
-                        help="only the profiles of a training step: batch 32 with one layer and "
-                        "with two, and batch 1")
+                        help="only the profiles of a training step: batch 32 with one layer, "
+                        "with --bf16 and with two layers, and batch 1")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--xla", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.iterations)
     if args.profile_worker:
-        return profile_worker(args.profile_worker, args.layers, args.xla)
+        return profile_worker(args.profile_worker, args.layers, args.xla, args.bf16)
     if args.profile:
         return print_profiles()
 

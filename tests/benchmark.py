@@ -18,8 +18,8 @@ nn.LSTM trains the same model, loss, optimizer and batch in the same run, and th
 are printed; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without
 it, its rows say how to get it. The 2-layer rows show what --num-layers 2 costs, beside
 PyTorch's 2-layer nn.LSTM. Then the profiles: the ops that take the most of one training step,
-one layer, --bf16 and two layers, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
-check: a 100 MB text, from start to the first report line.
+one layer, --bf16 and two layers, from TensorFlow's step stats (RunOptions FULL_TRACE).
+Last, the scale check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -343,18 +343,28 @@ def scale_check(megabytes):
         return os.path.getsize(big) / 2 ** 20, first_report, peak
 
 
-def processor():
-    """The processor's name, and which of the bfloat16 instruction sets it has."""
+def cpuinfo():
+    """/proc/cpuinfo's text, or "" where there is none."""
     try:
         with open("/proc/cpuinfo") as handle:
-            info = handle.read()
+            return handle.read()
     except OSError:
-        return platform.processor() or platform.machine()
-    name = re.search(r"^model name\s*:\s*(.*)$", info, re.MULTILINE)
-    flags = set((re.search(r"^flags\s*:\s*(.*)$", info, re.MULTILINE) or [""])[0].split())
-    has = [label for flag, label in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
-           if flag in flags]
-    return f"{name.group(1) if name else platform.machine()}, " + (
+        return ""
+
+
+def bfloat16_instruction_sets():
+    """Which of the instruction sets that --bf16's rewrite runs on this processor has."""
+    flags = re.search(r"^flags\s*:\s*(.*)$", cpuinfo(), re.MULTILINE)
+    flags = set(flags.group(1).split()) if flags else set()
+    return [label for flag, label in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
+            if flag in flags]
+
+
+def processor():
+    """The processor's name, and which of the bfloat16 instruction sets it has."""
+    name = re.search(r"^model name\s*:\s*(.*)$", cpuinfo(), re.MULTILINE)
+    has = bfloat16_instruction_sets()
+    return f"{name.group(1) if name else platform.processor() or platform.machine()}, " + (
         ", ".join(has) if has else "no bfloat16 instructions")
 
 

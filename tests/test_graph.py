@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
+from benchmark import bfloat16_instruction_sets
 from conftest import HIDDEN, VOCAB, build, one_hot_steps, run_steps, session_of, zero_state
 
 
@@ -364,16 +365,6 @@ def test_where_the_copy_measured_no_faster_tensorflows_gradient_stays(lstm, tf, 
     assert "kernel_transposed" not in [op.name for op in model.graph.get_operations()]
 
 
-def bfloat16_instructions():
-    """Whether this processor has the instructions that --bf16's rewrite needs."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = set(next(line for line in handle if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
 def test_bf16_runs_the_lstm_and_its_state_in_bfloat16_where_the_processor_can(lstm, tf):
     """What --help says --bf16 does: the products, gates and state in bfloat16, so the numbers
     differ slightly; on a processor without bfloat16 instructions nothing changes."""
@@ -388,7 +379,7 @@ def test_bf16_runs_the_lstm_and_its_state_in_bfloat16_where_the_processor_can(ls
             figures[bf16] = session.run([model.probabilities, model.final_state], feed)
     (float32_probabilities, float32_state), (bf16_probabilities, bf16_state) = (
         figures[False], figures[True])
-    if not bfloat16_instructions():
+    if not bfloat16_instruction_sets():
         np.testing.assert_allclose(bf16_state, float32_state, rtol=1e-6, atol=1e-7)
         return
     low_bits = bf16_state.view(np.uint32) & 0xFFFF

@@ -746,6 +746,9 @@ class Report:
         print(f"{aux_funcs.display_path(self.options.text_file)}: {text_length:,} characters, "
               f"{len(self.vocab)} distinct; training on {train_length:,}, holding out "
               f"{len(self.val_ids):,}{scored}")
+        if self.options.bf16 and not bfloat16_applies(self.options):
+            print("--bf16 left off: this processor has neither AVX512-BF16 nor AMX-BF16, and "
+                  "bfloat16 emulated without them trains slower than float32")
         print(f"writing checkpoints to {self.files.save_dir}, the plot and history to "
               f"{self.files.plot_path} and {self.files.history_path}", flush=True)
 
@@ -1066,7 +1069,8 @@ FLAG_HELP = {
                "without --bf16, the one case where it pays (default: %(default)s)",
         "bf16": "run the LSTM in bfloat16: its products, gates, state and the gradients "
                 "summed over a window (the weights and the optimizer stay float32; the "
-                "numbers differ slightly); faster on some processors only, see README.md",
+                "numbers differ slightly); left off on processors without AVX512-BF16 or "
+                "AMX-BF16, and faster only on some with them, see README.md",
     },
     "bookkeeping": {
         "plots_dir": "folder for the loss plot PNG and the history CSV, named after the run's "
@@ -1192,7 +1196,7 @@ def transpose_kernel_once(tf, graph, cell, options):
     It reaches into the loop that dynamic_rnn built, so it does nothing if a later TensorFlow
     builds that loop differently (the same test tells).
     """
-    if options.batch_size == 1 or options.bf16 or use_xla(options):
+    if options.batch_size == 1 or bfloat16_applies(options) or use_xla(options):
         return
     loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
     body = getattr(loops[0], "_body_graph", None) if len(loops) == 1 else None
@@ -1230,8 +1234,15 @@ def use_xla(options, sampling=False):
     training at larger batches and the in-graph sampler slower, and keep --bf16 from
     applying."""
     if options.xla == "auto":
-        return not sampling and options.batch_size == 1 and not options.bf16
+        return not sampling and options.batch_size == 1 and not bfloat16_applies(options)
     return options.xla == "on"
+
+
+def bfloat16_applies(options):
+    """Whether --bf16 takes effect: only on a processor that multiplies bfloat16 natively.
+    Elsewhere TensorFlow emulates it, slower than float32 (README's What to set), so the LSTM
+    stays float32 there and the run says so."""
+    return options.bf16 and bool(aux_funcs.bfloat16_instruction_sets())
 
 
 @contextlib.contextmanager
@@ -1296,10 +1307,9 @@ def session_config(tf, options, sampling=False):
     if use_xla(options, sampling):
         config.graph_options.optimizer_options.global_jit_level = (
             tf.compat.v1.OptimizerOptions.ON_1)
-    if options.bf16:
-        # Where the processor has bfloat16 instructions, Grappler's rewrite runs the LSTM's
-        # loop in bfloat16 (products, gates, state, the kernel's gradient summed over the
-        # steps); the variables and Adam stay float32.
+    if bfloat16_applies(options):
+        # Grappler's rewrite runs the LSTM's loop in bfloat16 (products, gates, state, the
+        # kernel's gradient summed over the steps); the variables and Adam stay float32.
         rewrites = config.graph_options.rewrite_options
         rewrites.auto_mixed_precision_onednn_bfloat16 = type(rewrites).ON
     return config

@@ -342,3 +342,16 @@ def test_available_memory_takes_the_smaller_of_the_machine_and_the_cgroup(tmp_pa
     (cgroup / "memory.max").write_text("max\n")
     assert aux_funcs.available_memory(str(meminfo), str(cgroup)) == 1000 * 1024
     assert aux_funcs.available_memory(str(tmp_path / "none"), str(tmp_path / "none")) is None
+
+
+def test_bfloat16_instruction_sets_reads_the_processors_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    flags = "fpu sse2 avx2 avx512f avx512bw"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\n"
+                       f"processor\t: 1\nflags\t\t: {flags}\n")
+    assert aux_funcs.bfloat16_instruction_sets(str(cpuinfo)) == []
+    cpuinfo.write_text(f"flags\t\t: {flags} avx512_bf16 amx_tile amx_bf16 amx_int8\n")
+    assert aux_funcs.bfloat16_instruction_sets(str(cpuinfo)) == ["AVX512-BF16", "AMX-BF16"]
+    cpuinfo.write_text(f"flags\t\t: {flags} avx512_bf16\n")
+    assert aux_funcs.bfloat16_instruction_sets(str(cpuinfo)) == ["AVX512-BF16"]
+    assert aux_funcs.bfloat16_instruction_sets(str(tmp_path / "none")) == []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import RICHARD as TEXT, SCRIPT, files_of, run_script as run, trained_run
+from conftest import HAMLET, RICHARD as TEXT, SCRIPT, files_of, run_script as run, trained_run
 
 UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
 TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
@@ -671,3 +671,25 @@ def test_minutes_close_the_run_as_its_last_iteration_would(lstm, tmp_path, monke
     assert f"resuming {os.path.join('ckpt', f'ckpt-{stopped_at}')} at iteration {stopped_at}" \
         in capsys.readouterr().out
     assert int(aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1].split("-")[1]) > stopped_at
+
+
+def test_bf16_left_off_without_bfloat16_instructions_trains_as_float32_and_says_so(
+        lstm, tmp_path, monkeypatch, capsys):
+    """On a processor without AVX512-BF16 or AMX-BF16 a --bf16 run is the float32 run, and its
+    checkpoint keeps --bf16, so that --resume on a processor with them applies it."""
+    monkeypatch.setattr(aux_funcs, "bfloat16_instruction_sets", lambda: [])
+    (tmp_path / "hamlet.txt").write_text(HAMLET)
+    monkeypatch.chdir(tmp_path)
+    tiny = ["hamlet.txt", "--iterations", "4", "--hidden-dim", "16", "--seq-length", "10",
+            "--batch-size", "2", "--sample-every", "2", "--sample-length", "5", "--seed", "3"]
+    runs = {}
+    for bf16 in ([], ["--bf16"]):
+        assert lstm.main([*tiny, "--save-dir", f"ckpt{len(bf16)}", *bf16]) == 0
+        runs[bool(bf16)] = (capsys.readouterr().out,
+                            aux_funcs.latest_checkpoint(str(tmp_path / f"ckpt{len(bf16)}")))
+    (float32_out, float32), (bf16_out, bf16) = runs[False], runs[True]
+    note = ("--bf16 left off: this processor has neither AVX512-BF16 nor AMX-BF16, and bfloat16 "
+            "emulated without them trains slower than float32\n")
+    assert note in bf16_out and note not in float32_out
+    np.testing.assert_array_equal(bf16.arrays["loss_hist"], float32.arrays["loss_hist"])
+    assert (bf16.info["options"]["bf16"], float32.info["options"]["bf16"]) == (True, False)

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from benchmark import bfloat16_instruction_sets
 from conftest import HIDDEN, VOCAB, build, one_hot_steps, run_steps, session_of, zero_state
 
 
@@ -358,8 +357,7 @@ def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, mon
     assert kernel_moved > 1e-2, "the kernels barely trained, so equal weights would say little"
 
 
-@pytest.mark.parametrize("options", [{"batch_size": 1}, {"batch_size": 2, "bf16": True},
-                                     {"batch_size": 2, "xla": "on"}])
+@pytest.mark.parametrize("options", [{"batch_size": 1}, {"batch_size": 2, "xla": "on"}])
 def test_where_the_copy_measured_no_faster_tensorflows_gradient_stays(lstm, tf, options):
     model = build(lstm, tf, **options)
     assert "kernel_transposed" not in [op.name for op in model.graph.get_operations()]
@@ -379,7 +377,7 @@ def test_bf16_runs_the_lstm_and_its_state_in_bfloat16_where_the_processor_can(ls
             figures[bf16] = session.run([model.probabilities, model.final_state], feed)
     (float32_probabilities, float32_state), (bf16_probabilities, bf16_state) = (
         figures[False], figures[True])
-    if not bfloat16_instruction_sets():
+    if not aux_funcs.bfloat16_instruction_sets():
         np.testing.assert_allclose(bf16_state, float32_state, rtol=1e-6, atol=1e-7)
         return
     low_bits = bf16_state.view(np.uint32) & 0xFFFF
@@ -387,6 +385,21 @@ def test_bf16_runs_the_lstm_and_its_state_in_bfloat16_where_the_processor_can(ls
     assert (float32_state.view(np.uint32) & 0xFFFF).any()
     difference = np.abs(bf16_probabilities - float32_probabilities).max()
     assert 1e-5 < difference < 2e-2
+
+
+@pytest.mark.parametrize("instruction_sets", [[], ["AVX512-BF16"], ["AVX512-BF16", "AMX-BF16"]])
+def test_bf16_applies_only_where_the_processor_multiplies_bfloat16(lstm, tf, monkeypatch,
+                                                                   instruction_sets):
+    """Without AVX512-BF16 or AMX-BF16 TensorFlow emulates bfloat16, slower than float32: there
+    --bf16 leaves the session, XLA and the transposed kernel as in float32."""
+    monkeypatch.setattr(aux_funcs, "bfloat16_instruction_sets", lambda: instruction_sets)
+    applies = bool(instruction_sets)
+    rewrite = lstm.session_config(tf, lstm.Options(bf16=True)).graph_options.rewrite_options
+    assert (rewrite.auto_mixed_precision_onednn_bfloat16 == type(rewrite).ON) == applies
+    assert lstm.use_xla(lstm.Options(bf16=True)) == (not applies)
+    graph = build(lstm, tf, batch_size=2, bf16=True).graph
+    transposed = [op for op in graph.get_operations() if op.name.startswith("kernel_transposed")]
+    assert bool(transposed) == (not applies)
 
 
 def test_the_memory_estimate_counts_every_weight_of_the_graph(lstm, model):

@@ -17,9 +17,11 @@ to use here). When torch is installed (`pip install torch`; it is not a requirem
 nn.LSTM trains the same model, loss, optimizer and batch in the same run, and the ratios to it
 are printed; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without
 it, its rows say how to get it. The 2-layer rows show what --num-layers 2 costs, beside
-PyTorch's 2-layer nn.LSTM. Then the profiles: the ops that take the most of one training step,
-one layer, --bf16 and two layers, from TensorFlow's step stats (RunOptions FULL_TRACE).
-Last, the scale check: a 100 MB text, from start to the first report line.
+PyTorch's 2-layer nn.LSTM. Rows that would measure nothing new on this processor say why
+instead: --bf16 without AVX512-BF16 or AMX-BF16 (the program leaves it off), the AVX2 cap
+without AVX-512. Then the profiles: the ops that take the most of one training step, one
+layer, --bf16 and two layers, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the
+scale check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -40,6 +42,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "tf-lstm-char.py")
 TEXT = os.path.join(REPO, "data", "shakespeare.txt")
+sys.path.insert(0, REPO)
+
+import aux_funcs  # noqa: E402  (found through the path above)
 
 # name: (what it is, batch, layers, feed, oneDNN, XLA, bf16, samplers, other environment)
 CONFIGS = {
@@ -83,9 +88,6 @@ def torch_worker(batch, layers, iterations, onednn):
     except ImportError:
         return None
     torch.backends.mkldnn.enabled = onednn
-    sys.path.insert(0, REPO)
-    import aux_funcs
-
     torch.manual_seed(1)
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
     batches = aux_funcs.BatchGenerator(aux_funcs.text_to_ids(text, char_to_idx), 100,
@@ -127,8 +129,7 @@ def fed_with_ids(tf, model, vocab_size, batch):
 
 
 def load_script():
-    """tf-lstm-char.py as a module (its name has dashes), with aux_funcs importable."""
-    sys.path.insert(0, REPO)
+    """tf-lstm-char.py as a module (its name has dashes)."""
     spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
     lstm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lstm)
@@ -149,7 +150,6 @@ def worker(name, iterations):
     lstm = load_script()
     if feed == "tf-gradient":
         lstm.transpose_kernel_once = lambda *unused: None
-    import aux_funcs
     import numpy as np
 
     options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, bf16=bool(bf16),
@@ -223,7 +223,6 @@ def profile_worker(batch, layers, xla, bf16):
     the ops that took longest."""
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
     lstm = load_script()
-    import aux_funcs
     import numpy as np
 
     options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, bf16=bf16, seed=1)
@@ -290,7 +289,8 @@ def print_profile(batch, layers, xla, why, bf16=False):
 def print_profiles():
     print_profile(32, 1, "auto", "")
     # Where --bf16 pays on one processor and not on another, this shows which ops differ.
-    print_profile(32, 1, "auto", ", --bf16", bf16=True)
+    if not not_measured_here("batch32-bf16"):
+        print_profile(32, 1, "auto", ", --bf16", bf16=True)
     print_profile(32, 2, "auto", ", --num-layers 2")
     # XLA would fuse the batch-1 step into a few compiled clusters; without it each op shows.
     print_profile(1, 1, "off", ", --xla off")
@@ -352,18 +352,23 @@ def cpuinfo():
         return ""
 
 
-def bfloat16_instruction_sets():
-    """Which of the instruction sets that --bf16's rewrite runs on this processor has."""
-    flags = re.search(r"^flags\s*:\s*(.*)$", cpuinfo(), re.MULTILINE)
-    flags = set(flags.group(1).split()) if flags else set()
-    return [label for flag, label in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
-            if flag in flags]
+def not_measured_here(name):
+    """Why configuration `name` would measure nothing new on this processor, or None: --bf16
+    where the program leaves it off (tf-lstm-char.py's bfloat16_applies), the AVX2 cap where
+    oneDNN has nothing above AVX2 to use."""
+    config = CONFIGS[name]
+    if config[6] and not aux_funcs.bfloat16_instruction_sets():
+        return "--bf16 left off: no AVX512-BF16 or AMX-BF16 here"
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo(), re.MULTILINE)
+    if "ONEDNN_MAX_CPU_ISA" in config[8] and flags and "avx512f" not in flags.group(1).split():
+        return "no AVX-512 here: oneDNN runs AVX2 already"
+    return None
 
 
 def processor():
     """The processor's name, and which of the bfloat16 instruction sets it has."""
     name = re.search(r"^model name\s*:\s*(.*)$", cpuinfo(), re.MULTILINE)
-    has = bfloat16_instruction_sets()
+    has = aux_funcs.bfloat16_instruction_sets()
     return f"{name.group(1) if name else platform.processor() or platform.machine()}, " + (
         ", ".join(has) if has else "no bfloat16 instructions")
 
@@ -382,7 +387,7 @@ def main():
                         help="one repeat, fewer iterations: a smoke test")
     parser.add_argument("--profile", action="store_true",
                         help="only the profiles of a training step: batch 32 with one layer, "
-                        "with --bf16 and with two layers, and batch 1")
+                        "with --bf16 (where it applies) and with two layers, and batch 1")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
@@ -399,10 +404,11 @@ def main():
 
     repeats = 1 if args.quick else 5
     results = {name: [] for name in CONFIGS}
+    measured = [name for name in CONFIGS if not not_measured_here(name)]
     started = time.perf_counter()
     for repeat in range(repeats):
-        for name, config in CONFIGS.items():
-            batch = config[1]
+        for name in measured:
+            batch = CONFIGS[name][1]
             iterations = (10 if batch > 1 else 30) if args.quick else (30 if batch > 1 else 60)
             results[name].append(measure(name, iterations))
             print(f"  repeat {repeat + 1}/{repeats}: {name} done", file=sys.stderr)
@@ -420,8 +426,9 @@ def main():
     print(f"| {'training':<{width}} | batch | it/s | chars/s | x baseline | peak MiB |")
     print(f"|{'-' * (width + 2)}|------:|-----:|--------:|-----------:|---------:|")
     for name, config in CONFIGS.items():
-        if None in results[name]:
-            print(f"| {config[0]:<{width}} | {config[1]:>5} | {TORCH_MISSING} |")
+        if None in results[name] or not results[name]:
+            missing = not_measured_here(name) or TORCH_MISSING
+            print(f"| {config[0]:<{width}} | {config[1]:>5} | {missing} |")
             continue
         chars = median(name, "chars/s")
         print(f"| {config[0]:<{width}} | {config[1]:>5} | {median(name, 'it/s'):4.1f} | "
@@ -431,28 +438,42 @@ def main():
     else:
         torch_1, torch_32 = median("pytorch", "chars/s"), median("pytorch32", "chars/s")
         torch_layers2 = median("pytorch32-layers2", "chars/s")
+        with_bf16 = {name: name + "-bf16" for name in ("batch32", "layers2")
+                     if name + "-bf16" in measured}
+
+        def against(name, torch):
+            ratio = f"{median(name, 'chars/s') / torch:.2f}x"
+            if name in with_bf16:
+                ratio += f" (with --bf16 {median(with_bf16[name], 'chars/s') / torch:.2f}x)"
+            return ratio
+
         print(f"\nagainst PyTorch {results['pytorch'][0]['torch']} (float32, the same cores): "
-              f"defaults at batch 1 {median('defaults', 'chars/s') / torch_1:.2f}x (PyTorch "
-              f"with oneDNN off {median('pytorch-no-onednn', 'chars/s') / torch_1:.2f}x), "
-              f"--batch-size 32 {median('batch32', 'chars/s') / torch_32:.2f}x, "
-              f"--batch-size 32 --bf16 {median('batch32-bf16', 'chars/s') / torch_32:.2f}x; "
-              f"2 layers at batch 32 {median('layers2', 'chars/s') / torch_layers2:.2f}x, "
-              f"with --bf16 {median('layers2-bf16', 'chars/s') / torch_layers2:.2f}x")
+              f"defaults at batch 1 {against('defaults', torch_1)} (PyTorch with oneDNN off "
+              f"{against('pytorch-no-onednn', torch_1)}), --batch-size 32 "
+              f"{against('batch32', torch_32)}, 2 layers at batch 32 "
+              f"{against('layers2', torch_layers2)}")
     batch32 = median("batch32", "chars/s")
     print(f"\nwhat to set on this processor ({processor()}):")
-    bf16 = median("batch32-bf16", "chars/s") / batch32
-    bf16_layers2 = median("layers2-bf16", "chars/s") / median("layers2", "chars/s")
-    print(f"--bf16 trains batch 32 at {bf16:.2f}x float32 here, 2 layers at {bf16_layers2:.2f}x: "
-          f"one layer, {advice(bf16, 'add --bf16', 'leave it off')}; two layers, "
-          + advice(bf16_layers2, "add --bf16", "leave it off"))
+    if "batch32-bf16" in measured:
+        bf16 = median("batch32-bf16", "chars/s") / batch32
+        bf16_layers2 = median("layers2-bf16", "chars/s") / median("layers2", "chars/s")
+        print(f"--bf16 trains batch 32 at {bf16:.2f}x float32 here, 2 layers at "
+              f"{bf16_layers2:.2f}x: one layer, {advice(bf16, 'add --bf16', 'leave it off')}; "
+              "two layers, " + advice(bf16_layers2, "add --bf16", "leave it off"))
+    else:
+        print("--bf16: nothing to set; without AVX512-BF16 or AMX-BF16 the program leaves it "
+              "off, as bfloat16 emulated trains slower than float32")
     transposed = batch32 / median("batch32-tf-gradient", "chars/s")
     print(f"the kernel transposed once a window trains batch 32 at {transposed:.2f}x "
           "TensorFlow's own gradient: " + advice(
               transposed, "it pays here, and the program does it (transpose_kernel_once)",
               "it does not pay here: transpose_kernel_once should not apply on this processor"))
-    avx2 = median("batch32-avx2", "chars/s") / batch32
-    print(f"oneDNN capped at AVX2 trains batch 32 at {avx2:.2f}x the default here: "
-          + advice(avx2, "set ONEDNN_MAX_CPU_ISA=AVX2", "leave oneDNN's choice as it is"))
+    if "batch32-avx2" in measured:
+        avx2 = median("batch32-avx2", "chars/s") / batch32
+        print(f"oneDNN capped at AVX2 trains batch 32 at {avx2:.2f}x the default here: "
+              + advice(avx2, "set ONEDNN_MAX_CPU_ISA=AVX2", "leave oneDNN's choice as it is"))
+    else:
+        print("ONEDNN_MAX_CPU_ISA: nothing to set; this processor has no AVX-512")
     base_feed = median("baseline", "feed sampler chars/s")
     feed = median("no-xla", "feed sampler chars/s")
     print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline | x feed |")

@@ -747,8 +747,8 @@ class Report:
               f"{len(self.vocab)} distinct; training on {train_length:,}, holding out "
               f"{len(self.val_ids):,}{scored}")
         if self.options.bf16 and not bfloat16_applies(self.options):
-            print("--bf16 left off: this processor has neither AVX512-BF16 nor AMX-BF16, and "
-                  "bfloat16 emulated without them trains slower than float32")
+            print("--bf16 left off: no AVX512-BF16 or AMX-BF16 on this processor, and "
+                  "emulated bfloat16 trains slower than float32")
         print(f"writing checkpoints to {self.files.save_dir}, the plot and history to "
               f"{self.files.plot_path} and {self.files.history_path}", flush=True)
 

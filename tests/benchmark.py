@@ -462,7 +462,7 @@ def main():
               "two layers, " + advice(bf16_layers2, "add --bf16", "leave it off"))
     else:
         print("--bf16: nothing to set; without AVX512-BF16 or AMX-BF16 the program leaves it "
-              "off, as bfloat16 emulated trains slower than float32")
+              "off, as emulated bfloat16 trains slower than float32")
     transposed = batch32 / median("batch32-tf-gradient", "chars/s")
     print(f"the kernel transposed once a window trains batch 32 at {transposed:.2f}x "
           "TensorFlow's own gradient: " + advice(

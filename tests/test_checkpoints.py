@@ -688,8 +688,8 @@ def test_bf16_left_off_without_bfloat16_instructions_trains_as_float32_and_says_
         runs[bool(bf16)] = (capsys.readouterr().out,
                             aux_funcs.latest_checkpoint(str(tmp_path / f"ckpt{len(bf16)}")))
     (float32_out, float32), (bf16_out, bf16) = runs[False], runs[True]
-    note = ("--bf16 left off: this processor has neither AVX512-BF16 nor AMX-BF16, and bfloat16 "
-            "emulated without them trains slower than float32\n")
+    note = ("--bf16 left off: no AVX512-BF16 or AMX-BF16 on this processor, and emulated "
+            "bfloat16 trains slower than float32\n")
     assert note in bf16_out and note not in float32_out
     np.testing.assert_array_equal(bf16.arrays["loss_hist"], float32.arrays["loss_hist"])
     assert (bf16.info["options"]["bf16"], float32.info["options"]["bf16"]) == (True, False)

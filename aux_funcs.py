@@ -467,17 +467,22 @@ def available_memory(meminfo="/proc/meminfo", cgroup="/sys/fs/cgroup"):
     return min(figures) if figures else None
 
 
-def bfloat16_instruction_sets(cpuinfo="/proc/cpuinfo"):
-    """Which of the instruction sets that multiply bfloat16 numbers natively this processor
-    has, as /proc/cpuinfo's flags name them: AVX512-BF16, AMX-BF16. Without them TensorFlow
-    emulates bfloat16 and is slower than in float32; where the file cannot be read (not
-    Linux), none."""
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The processor's instruction-set flags as /proc/cpuinfo lists them (avx2, avx512f, ...);
+    none where the file cannot be read (not Linux)."""
     try:
         with open(cpuinfo) as handle:
             flags = re.search(r"^flags\s*:(.*)$", handle.read(), re.MULTILINE)
     except OSError:
-        return []
-    flags = set(flags.group(1).split()) if flags else set()
+        return set()
+    return set(flags.group(1).split()) if flags else set()
+
+
+def bfloat16_instruction_sets(cpuinfo="/proc/cpuinfo"):
+    """Which of the instruction sets that multiply bfloat16 numbers natively this processor
+    has: AVX512-BF16, AMX-BF16. Without them TensorFlow emulates bfloat16 and is slower than
+    in float32."""
+    flags = cpu_flags(cpuinfo)
     return [label for flag, label in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16"))
             if flag in flags]
 

@@ -359,8 +359,8 @@ def not_measured_here(name):
     config = CONFIGS[name]
     if config[6] and not aux_funcs.bfloat16_instruction_sets():
         return "--bf16 left off: no AVX512-BF16 or AMX-BF16 here"
-    flags = re.search(r"^flags\s*:(.*)$", cpuinfo(), re.MULTILINE)
-    if "ONEDNN_MAX_CPU_ISA" in config[8] and flags and "avx512f" not in flags.group(1).split():
+    flags = aux_funcs.cpu_flags()
+    if "ONEDNN_MAX_CPU_ISA" in config[8] and flags and "avx512f" not in flags:
         return "no AVX-512 here: oneDNN runs AVX2 already"
     return None
 

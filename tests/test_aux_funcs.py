@@ -349,9 +349,11 @@ def test_bfloat16_instruction_sets_reads_the_processors_flags(tmp_path):
     flags = "fpu sse2 avx2 avx512f avx512bw"
     cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\n"
                        f"processor\t: 1\nflags\t\t: {flags}\n")
+    assert aux_funcs.cpu_flags(str(cpuinfo)) == set(flags.split())
     assert aux_funcs.bfloat16_instruction_sets(str(cpuinfo)) == []
     cpuinfo.write_text(f"flags\t\t: {flags} avx512_bf16 amx_tile amx_bf16 amx_int8\n")
     assert aux_funcs.bfloat16_instruction_sets(str(cpuinfo)) == ["AVX512-BF16", "AMX-BF16"]
     cpuinfo.write_text(f"flags\t\t: {flags} avx512_bf16\n")
     assert aux_funcs.bfloat16_instruction_sets(str(cpuinfo)) == ["AVX512-BF16"]
     assert aux_funcs.bfloat16_instruction_sets(str(tmp_path / "none")) == []
+    assert aux_funcs.cpu_flags(str(tmp_path / "none")) == set()

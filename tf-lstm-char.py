@@ -97,9 +97,10 @@ def build_graph(tf, vocab_size, options):
         # log(vocab_size), the value loss_hist starts from.
         out_b = tf1.get_variable("out_b", shape=[vocab_size],
                                  initializer=tf1.zeros_initializer())
-        h_states, current_state = tf1.nn.dynamic_rnn(
-            lstm_cell, x, initial_state=rnn_tuple_state, time_major=True,
-            parallel_iterations=parallel_iterations(options))
+        # The post's dynamic_rnn, called once for each layer, with dropout between layers;
+        # each layer trains through its backward pass written out (beyond the post).
+        h_states, current_state = layer_by_layer(
+            tf, tf1.nn.dynamic_rnn, layers, x, rnn_tuple_state, keep_prob, options)
         final_state = stack_state(tf, current_state, name="final_state")
         logits = tf.identity(output_layer(tf, h_states, out_w, out_b), name="logits")
         # 1 unless a sampler feeds another: below 1 bolder about likely characters.
@@ -109,7 +110,6 @@ def build_graph(tf, vocab_size, options):
         cross_entropy = tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.reshape(y, [-1, vocab_size]), logits=logits)
         loss = tf.reduce_mean(cross_entropy, name="loss")
-        transpose_kernel_once(tf, graph, lstm_cell, options)
         if options.optimizer == "adam":
             optimizer = tf1.train.AdamOptimizer(learning_rate=options.learning_rate)
         else:
@@ -255,18 +255,45 @@ def state_shape_for_streams(state, streams):
 
 def deeper_cell(tf, layers, init_state, options):
     """The post's cell made deeper and regularised, as TensorFlow's PTB tutorial does it: the
-    LSTMCells of `layers` in a MultiRNNCell, each wrapped in a DropoutWrapper on its output
-    when options.dropout is above 0. Returns the cell, its state from init_state, and the
-    keep probability, a placeholder that only the training step feeds (None without dropout),
-    so that evaluation, the samplers and a graph reopened by name run without dropout."""
+    LSTMCells of `layers` in a MultiRNNCell, which evaluation and the samplers run, and the
+    keep probability of the dropout that layer_by_layer puts on each layer's outputs while
+    training: a placeholder that only the training step feeds (None without dropout), so
+    that evaluation, the samplers and a graph reopened by name run without dropout. Returns
+    the cell, its state from init_state, and the keep probability."""
     tf1 = tf.compat.v1
     keep_prob = None
     if options.dropout > 0:
         keep_prob = tf1.placeholder_with_default(1.0, [], name="keep_prob")
-        layers = [tf1.nn.rnn_cell.DropoutWrapper(layer, output_keep_prob=keep_prob)
-                  for layer in layers]
     cell = layers[0] if options.num_layers == 1 else tf1.nn.rnn_cell.MultiRNNCell(layers)
     return cell, cell_state(tf, init_state), keep_prob
+
+
+def layer_by_layer(tf, dynamic_rnn, layers, inputs, initial_state, keep_prob, options):
+    """The training graph's LSTM: dynamic_rnn over each layer's LSTMCell in turn, time-major,
+    the layer below's outputs (after dropout, where keep_prob is given) as its inputs. This
+    computes what dynamic_rnn over the MultiRNNCell of the layers, each wrapped in a
+    DropoutWrapper on its output, computes, and names the variables alike, so that
+    checkpoints of either reopen in the other. Run one layer at a time, each layer gets its
+    backward pass written out (with_window_gradient), unless --gradient tensorflow; dropout
+    between them is differentiated by TensorFlow. Returns the top layer's outputs and the
+    final state, as dynamic_rnn over the cell of build_graph returns them."""
+    LSTMStateTuple = tf.compat.v1.nn.rnn_cell.LSTMStateTuple
+    states = [initial_state] if len(layers) == 1 else initial_state
+    final_states = []
+    for number, (cell, state) in enumerate(zip(layers, states)):
+        scope = "rnn" if len(layers) == 1 else f"rnn/multi_rnn_cell/cell_{number}"
+
+        def forward(inputs, c, h, cell=cell, scope=scope):
+            outputs, final = dynamic_rnn(cell, inputs, initial_state=LSTMStateTuple(c, h),
+                                         time_major=True, scope=scope)
+            return outputs, final.c, final.h
+        if options.gradient == "written":
+            forward = with_window_gradient(tf, forward, cell)
+        inputs, c, h = forward(inputs, state.c, state.h)
+        if keep_prob is not None:
+            inputs = tf.nn.dropout(inputs, rate=1 - keep_prob)
+        final_states.append(LSTMStateTuple(c, h))
+    return inputs, final_states[0] if len(layers) == 1 else tuple(final_states)
 
 
 def cell_state(tf, stacked):
@@ -285,15 +312,6 @@ def stack_state(tf, state, name=None):
     return tf.stack([state.c, state.h], name=name)
 
 
-def parallel_iterations(options):
-    """How many of its loop's steps dynamic_rnn may run side by side: TensorFlow's 32, or one
-    at a time where dropout is to repeat with --seed. Each layer's dropout draws its masks
-    from one random generator, and steps run side by side take their masks in whatever order
-    they reach it, so the same seed gave other masks (and losses) from the second step on.
-    What one at a time costs is in tests/BENCHMARKS.md."""
-    return 1 if options.dropout > 0 and options.seed is not None else 32
-
-
 def dropout_feed(model, options):
     """What the training step feeds besides the post's x, y and init_state: the keep
     probability, where the graph has dropout."""
@@ -303,6 +321,128 @@ def dropout_feed(model, options):
 def top_output(state):
     """The top layer's h in a cell's state: the output the logits are made from."""
     return state.h if hasattr(state, "h") else state[-1].h
+
+
+# Beyond the post: the backward pass, written out -----------------------------------------
+
+# The order in which LSTMCell splits z W + b into its gates: input, candidate (j), forget,
+# output. tests/test_graph.py holds it against the cell.
+GATE_ORDER = "ijfo"
+
+
+def backward_blocks(streams, hidden):
+    """In how many blocks of columns the backward loop multiplies by W_h^T. For one stream
+    the product is a vector times a 4 MB matrix (hidden 500), and oneDNN ran it as four
+    products of a quarter of the columns each about three times faster than as one: batch 1
+    trained 1.3 times faster (tests/benchmark.py has the row). For more streams the one
+    product measured as fast or faster."""
+    return 4 if streams == 1 and hidden % 4 == 0 else 1
+
+
+def with_window_gradient(tf, forward, cell):
+    """forward(inputs, c, h) -> (outputs, c, h), dynamic_rnn over `cell`, with its gradient
+    computed by window_backward instead of by TensorFlow from the loop dynamic_rnn built."""
+    @tf.custom_gradient
+    def rnn(inputs, c_first, h_first):
+        outputs, c_last, h_last = forward(inputs, c_first, h_first)
+
+        def gradient(d_outputs, d_c_last, d_h_last, variables=None):
+            d_inputs, d_c_first, d_h_first, d_weights = window_backward(
+                tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_last, d_h_last)
+            return ((d_inputs, d_c_first, d_h_first),
+                    [d_weights[variable.ref()] for variable in variables])
+        return (outputs, c_last, h_last), gradient
+    return rnn
+
+
+def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_last,
+                    d_h_last):
+    """The gradient of one LSTMCell layer over a window, written out.
+
+    TensorFlow differentiates dynamic_rnn step by step: at each of the window's steps it
+    forms the kernel's gradient (an outer product as large as the kernel) and adds it up.
+    Here, as PyTorch's fused LSTM does, the steps share what they can: the kernel's gradient
+    is one product over the whole window, and only what truly runs step after step stays in
+    the loop. In the post's notation, with z_t = [x_t, h_{t-1}], W the kernel and b the bias,
+    the forward step is (in LSTMCell's GATE_ORDER, with its forget bias):
+
+        i, j, f, o = split(z_t W + b)
+        c_t = sigmoid(f + forget_bias) * c_{t-1} + sigmoid(i) * tanh(j)
+        h_t = sigmoid(o) * tanh(c_t)
+
+    and, writing the gates after their nonlinearities as i, g = tanh(j), f and o, the
+    backward step, from the loss's gradient dh_t at h_t and what step t+1 passed back (at
+    the last step, the gradient of the final state):
+
+        dh = dh_t + dh_next
+        dc = dc_next + dh * o * (1 - tanh(c_t)^2)
+        da = [dc * g * i (1 - i),  dc * i (1 - g^2),  dc * c_{t-1} * f (1 - f),
+              dh * tanh(c_t) * o (1 - o)]                  (the gates before nonlinearity)
+        dc_next = dc * f
+        dh_next = da W_h^T                                  (W_h: W's rows for h)
+
+    and once for the window
+
+        dW = sum_t z_t^T da_t    db = sum_t da_t    dx_t = da_t W_x^T
+
+    The forward keeps only the h's; the gates are computed again from them, for all steps
+    in one product, and the c's with an elementwise scan. Everything in da that does not
+    depend on dh and dc is formed for the whole window before the loop, so each step is a
+    few elementwise operations and one product with W_h^T, transposed once
+    (in column blocks for one stream: backward_blocks). Returns the
+    gradients of inputs, c_first and h_first, and {variable.ref(): gradient} for the cell's
+    kernel and bias. tests/test_graph.py holds all of them equal to tf.gradients of the
+    post's graph.
+    """
+    with warnings.catch_warnings():  # about serializing the initializer, not read here
+        warnings.simplefilter("ignore")
+        config = cell.get_config()
+    if (config["activation"] != "tanh" or config["use_peepholes"] or config["cell_clip"]
+            or config["num_proj"]):
+        raise ValueError("window_backward is written for LSTMCell's defaults")
+    kernel, bias = cell.variables
+    hidden = h_first.shape[-1]
+    steps, streams = tf.shape(inputs)[0], inputs.shape[1]
+    h_before = tf.concat([h_first[tf.newaxis], outputs[:-1]], 0)
+    z = tf.reshape(tf.concat([inputs, h_before], 2), [-1, kernel.shape[0]])
+    gates = dict(zip(GATE_ORDER, tf.split(
+        tf.reshape(tf.add(tf.matmul(z, kernel), bias, name="gates_again"),
+                   [steps, streams, 4 * hidden]), 4, axis=2)))
+    i, g = tf.sigmoid(gates["i"]), tf.tanh(gates["j"])
+    f = tf.sigmoid(gates["f"] + config["forget_bias"])
+    o = tf.sigmoid(gates["o"])
+    c = tf.scan(lambda c_before, now: now[0] * c_before + now[1], (f, i * g),
+                initializer=c_first)
+    c_before = tf.concat([c_first[tf.newaxis], c[:-1]], 0)
+    tanh_c = tf.tanh(c)
+    dh_to_dc = o * (1 - tanh_c * tanh_c)
+    by_gate = {"i": g * i * (1 - i), "j": i * (1 - g * g), "f": c_before * f * (1 - f),
+               "o": tanh_c * o * (1 - o)}
+    to_gates = tf.concat([by_gate[gate] for gate in GATE_ORDER], 2)
+    # Which of dc and dh each gate's derivative scales: only the output gate's is dh.
+    from_dh = [gate == "o" for gate in GATE_ORDER]
+    kernel_h_blocks = tf.split(tf.transpose(kernel[-hidden:]), backward_blocks(streams, hidden),
+                               axis=1)
+
+    def step(carried, now):
+        dh_next, dc_next, _ = carried
+        dh_now, to_dc, to_gates_now, forget = now
+        dh = dh_now + dh_next
+        dc = dc_next + dh * to_dc
+        da = tf.concat([dh if use_dh else dc for use_dh in from_dh], 1) * to_gates_now
+        dh_before = tf.concat([tf.matmul(da, block, name="dh_before")
+                               for block in kernel_h_blocks], 1)
+        return dh_before, dc * forget, da
+
+    dh_first, dc_first, da = tf.scan(
+        step, (d_outputs, dh_to_dc, to_gates, f), reverse=True,
+        initializer=(d_h_last, d_c_last, tf.zeros_like(to_gates[0])))
+    da = tf.reshape(da, [-1, 4 * hidden])
+    d_inputs = tf.reshape(tf.matmul(da, kernel[:-hidden], transpose_b=True, name="d_inputs"),
+                          tf.shape(inputs))
+    return d_inputs, dc_first[0], dh_first[0], {
+        kernel.ref(): tf.matmul(z, da, transpose_a=True, name="d_kernel"),
+        bias.ref(): tf.reduce_sum(da, 0)}
 
 
 # Beyond the post: held-out evaluation -----------------------------------------------------
@@ -696,11 +836,11 @@ def sample_command(typed):
     options = resolve_options(typed, saved, (MODEL,))
     vocab = saved.info["vocabulary"]
     aux_funcs.check_known_characters(options.prime, vocab, "--prime")
-    tf = import_tensorflow(options, sampling=True)
+    tf = import_tensorflow(options)
     # One stream is enough to sample, whatever batch the checkpoint was trained with.
     model = add_extras(tf, build_graph(tf, len(vocab), replace(options, batch_size=1)))
     written = 0
-    with open_session(tf, model, options, sampling=True) as session, \
+    with open_session(tf, model, options) as session, \
             aux_funcs.StopRequest() as stop:
         restore_checkpoint(session, model.saver, saved.prefix)
         sys.stdout.write(options.prime)
@@ -999,7 +1139,7 @@ class Options:
     sampler: str = option("graph", CARRIED, choices=("graph", "feed"))
     best: bool = option(False)
     seed: int = option(None, CARRIED, check=non_negative_int)
-    xla: str = option("auto", CARRIED, choices=("auto", "on", "off"))
+    gradient: str = option("written", CARRIED, choices=("written", "tensorflow"))
     bf16: bool = option(False, CARRIED)
     plots_dir: str = option("plots", CARRIED, "DIR")
     save_dir: str = option(None, metavar="DIR")
@@ -1065,12 +1205,13 @@ FLAG_HELP = {
                 "one each run)",
     },
     "speed (see the Performance section of README.md)": {
-        "xla": "let XLA compile clusters of the graph; auto turns it on for batch-1 training "
-               "without --bf16, the one case where it pays (default: %(default)s)",
-        "bf16": "run the LSTM in bfloat16: its products, gates, state and the gradients "
-                "summed over a window (the weights and the optimizer stay float32; the "
-                "numbers differ slightly); left off on processors without AVX512-BF16 or "
-                "AMX-BF16, and faster only on some with them, see README.md",
+        "gradient": "train through each layer's backward pass written out for the window, "
+                    "or through the gradient TensorFlow derives from dynamic_rnn's loop, to "
+                    "compare: the same numbers, slower (default: %(default)s)",
+        "bf16": "run the LSTM in bfloat16: its products, gates and state, forward and "
+                "backward (the weights and the optimizer stay float32; the numbers differ "
+                "slightly); left off on processors without AVX512-BF16 or AMX-BF16, and "
+                "faster only on some with them, see README.md",
     },
     "bookkeeping": {
         "plots_dir": "folder for the loss plot PNG and the history CSV, named after the run's "
@@ -1178,69 +1319,11 @@ def stored_options(options):
     return dict(kept, text_file=os.path.abspath(options.text_file))
 
 
-# Beyond the post: the backward pass's product with the kernel -----------------------------
-
-def transpose_kernel_once(tf, graph, cell, options):
-    """Have the backward pass multiply by the kernel transposed once a window, not every step.
-
-    Each layer, at each step of the loop, computes gates = concat([x, h]) @ kernel (x being
-    the layer below's h above the first), and the gradient with respect to concat([x, h]) is
-    dgates @ kernel^T. TensorFlow's gradient asks oneDNN for that product with the kernel
-    transposed on the fly, at every step, and oneDNN's AVX-512 code is slow at it: the
-    largest op of a batch-32 step. Given a copy of the kernel transposed once, before the
-    loop, the backward pass trains faster (README's Performance; tests/benchmark.py measures
-    it, and has a row that undoes it). At batch 1, and with --bf16, the copy measured no
-    faster, and XLA compiles the products itself: those keep TensorFlow's gradient. The
-    gradient is the same either way (tests/test_graph.py compares them).
-
-    It reaches into the loop that dynamic_rnn built, so it does nothing if a later TensorFlow
-    builds that loop differently (the same test tells).
-    """
-    if options.batch_size == 1 or bfloat16_applies(options) or use_xla(options):
-        return
-    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
-    body = getattr(loops[0], "_body_graph", None) if len(loops) == 1 else None
-    if body is None:
-        return
-    # Inside the loop each layer's product reads its kernel through a captured tensor.
-    outside = {inner.ref(): outer for outer, inner in body.captures}
-    kernels = [variable for variable in cell.variables if "kernel" in variable.name]
-    products = {}
-    for op in body.get_operations():
-        read = outside.get(op.inputs[1].ref()) if op.type == "MatMul" else None
-        for kernel in kernels:
-            if read is not None and read.name.startswith(kernel.op.name + "/"):
-                products[kernel.ref()] = op
-    if len(products) != len(kernels) or not all(
-            hasattr(op, "_gradient_function") for op in products.values()):
-        return
-    for kernel in kernels:
-        products[kernel.ref()]._gradient_function = transposed_gradient(
-            tf, tf.transpose(kernel, name="kernel_transposed"))
-
-
-def transposed_gradient(tf, kernel_transposed):
-    """The gradient of concat([x, h]) @ kernel, given the kernel transposed already."""
-    def gradient(product, dgates):
-        return (tf.matmul(dgates, kernel_transposed),
-                tf.matmul(product.inputs[0], dgates, transpose_a=True))
-    return gradient
-
-
 # Beyond the post: TensorFlow's quiet start ------------------------------------------------
-
-def use_xla(options, sampling=False):
-    """Whether to turn XLA on. Its compiled clusters pay for training at batch 1; they made
-    training at larger batches and the in-graph sampler slower, and keep --bf16 from
-    applying."""
-    if options.xla == "auto":
-        return not sampling and options.batch_size == 1 and not bfloat16_applies(options)
-    return options.xla == "on"
-
 
 def bfloat16_applies(options):
     """Whether --bf16 takes effect: only on a processor that multiplies bfloat16 natively.
-    Elsewhere TensorFlow emulates it, slower than float32 (README's What to set), so the LSTM
+    Elsewhere TensorFlow emulates it, slower than float32 (README's Performance), so the LSTM
     stays float32 there and the run says so."""
     return options.bf16 and bool(aux_funcs.bfloat16_instruction_sets())
 
@@ -1271,7 +1354,7 @@ def quiet_stderr():
             os.close(saved)
 
 
-def import_tensorflow(options=Options(), sampling=False):
+def import_tensorflow(options=Options()):
     """Import TensorFlow with the tf-keras RNN cells and without its start-up noise.
 
     Everything here is read once, when TensorFlow is first imported in the process.
@@ -1283,9 +1366,6 @@ def import_tensorflow(options=Options(), sampling=False):
     # oneDNN's kernels are TensorFlow's default only on some processors, and the largest
     # single speed-up tests/benchmark.py measures: ask for them everywhere.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    if use_xla(options, sampling):
-        # On the CPU, XLA auto-clustering needs this besides the session's global_jit_level.
-        os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit")
     try:
         with quiet_stderr():
             import tensorflow as tf
@@ -1299,29 +1379,26 @@ def import_tensorflow(options=Options(), sampling=False):
     return tf
 
 
-def session_config(tf, options, sampling=False):
+def session_config(tf, options):
     """Session options that run the same graph faster (see the Performance section)."""
     config = tf.compat.v1.ConfigProto()
     config.session_inter_op_thread_pool.add().num_threads = 0  # TensorFlow's default size
     config.session_inter_op_thread_pool.add().num_threads = 1  # SAMPLER_POOL
-    if use_xla(options, sampling):
-        config.graph_options.optimizer_options.global_jit_level = (
-            tf.compat.v1.OptimizerOptions.ON_1)
     if bfloat16_applies(options):
-        # Grappler's rewrite runs the LSTM's loop in bfloat16 (products, gates, state, the
-        # kernel's gradient summed over the steps); the variables and Adam stay float32.
+        # Grappler's rewrite runs the LSTM in bfloat16 (products, gates and state, forward
+        # and backward); the variables and Adam stay float32.
         rewrites = config.graph_options.rewrite_options
         rewrites.auto_mixed_precision_onednn_bfloat16 = type(rewrites).ON
     return config
 
 
 @contextlib.contextmanager
-def open_session(tf, model, options, sampling=False):
+def open_session(tf, model, options):
     """A tf.compat.v1.Session of the model's graph, configured by session_config; TensorFlow
     running out of memory in it is said in one line."""
     try:
         with tf.compat.v1.Session(graph=model.graph,
-                                  config=session_config(tf, options, sampling)) as session:
+                                  config=session_config(tf, options)) as session:
             yield session
     except tf.errors.ResourceExhaustedError as exc:
         raise UserError(f"out of memory ({error_summary(exc)}); lower "
@@ -1415,10 +1492,10 @@ def visualize_command(typed):
     vocab = saved.info["vocabulary"]
     scored, scored_what, passage, char_to_idx = texts_to_look_at(options, saved)
     aux_funcs.make_writable_dir(options.plots_dir, "--plots-dir")
-    tf = import_tensorflow(options, sampling=True)
+    tf = import_tensorflow(options)
     model = add_extras(tf, build_graph(tf, len(vocab), replace(options, batch_size=1)),
                        look_inside=True)
-    with open_session(tf, model, options, sampling=True) as session:
+    with open_session(tf, model, options) as session:
         restore_checkpoint(session, model.saver, saved.prefix)
         statistics = cell_statistics(session, model.inside, scored,
                                      aux_funcs.text_to_ids(scored, char_to_idx))

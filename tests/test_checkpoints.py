@@ -498,6 +498,8 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):
 
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "main-2026-11-28")
+# Two layers with dropout, from before each layer had its own dynamic_rnn.
+FIXTURE_LAYERS = os.path.join(os.path.dirname(__file__), "fixtures", "layers2-2026-12-04")
 
 
 @pytest.fixture
@@ -507,11 +509,13 @@ def old_run(tmp_path):
     return tmp_path
 
 
-def test_a_checkpoint_from_before_the_restructure_restores_the_same_probabilities(lstm, tf):
-    saved = aux_funcs.latest_checkpoint(FIXTURE)
+@pytest.mark.parametrize("fixture, layers", [(FIXTURE, 1), (FIXTURE_LAYERS, 2)])
+def test_a_checkpoint_from_before_the_restructure_restores_the_same_probabilities(
+        lstm, tf, fixture, layers):
+    saved = aux_funcs.latest_checkpoint(fixture)
     vocab = saved.info["vocabulary"]
     options = lstm.resolve_options({}, saved, (lstm.MODEL,))
-    assert options.hidden_dim == 16
+    assert (options.hidden_dim, options.num_layers) == (16, layers)
     model = lstm.build_graph(tf, len(vocab), options)
     saver = lstm.add_extras(tf, model).saver
     with tf.compat.v1.Session(graph=model.graph) as session:
@@ -520,7 +524,7 @@ def test_a_checkpoint_from_before_the_restructure_restores_the_same_probabilitie
             model.x: aux_funcs.encode([vocab.index(ch) for ch in "Now is the winter"],
                                       len(vocab))[:, np.newaxis, :],
             model.init_state: saved.arrays["state"]})
-    np.testing.assert_allclose(probabilities, np.load(os.path.join(FIXTURE,
+    np.testing.assert_allclose(probabilities, np.load(os.path.join(fixture,
                                                                    "probabilities.npy")),
                                rtol=0, atol=1e-6)
 
@@ -542,7 +546,10 @@ def test_a_checkpoint_from_before_the_restructure_is_looked_inside(old_run):
     assert (old_run / "plots" / "old_cells.html").exists()
 
 
-def test_a_checkpoint_from_before_the_restructure_resumes(old_run):
+@pytest.mark.parametrize("fixture", [FIXTURE, FIXTURE_LAYERS])
+def test_a_checkpoint_from_before_the_restructure_resumes(tmp_path, fixture):
+    old_run = tmp_path
+    shutil.copytree(fixture, old_run / "old")
     before = files_of(old_run / "old")
     result = run(["old/richard.txt", "--resume", "--save-dir", "old", "--iterations", "25"],
                  old_run)

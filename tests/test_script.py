@@ -143,7 +143,7 @@ def test_help_answers_without_importing_tensorflow(hamlet_dir, no_tensorflow):
                  "--learning-rate", "--optimizer", "--sample-every", "--sample-length",
                  "--seed", "--encoding", "--plots-dir", "--save-dir", "--resume", "--sample",
                  "--temperature", "--prime", "--argmax", "--val-fraction", "--logdir",
-                 "--best", "--clip", "--sampler", "--xla", "--bf16"):
+                 "--best", "--clip", "--sampler", "--gradient", "--bf16"):
         assert flag in result.stdout
     assert "(default: 4001)" in result.stdout
 

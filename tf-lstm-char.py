@@ -98,7 +98,7 @@ def build_graph(tf, vocab_size, options):
         out_b = tf1.get_variable("out_b", shape=[vocab_size],
                                  initializer=tf1.zeros_initializer())
         # The post's dynamic_rnn, called once for each layer, with dropout between layers;
-        # each layer trains through its backward pass written out (beyond the post).
+        # at batch 1 each layer trains through its backward pass written out (beyond the post).
         h_states, current_state = layer_by_layer(
             tf, tf1.nn.dynamic_rnn, layers, x, rnn_tuple_state, keep_prob, options)
         final_state = stack_state(tf, current_state, name="final_state")
@@ -110,6 +110,7 @@ def build_graph(tf, vocab_size, options):
         cross_entropy = tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.reshape(y, [-1, vocab_size]), logits=logits)
         loss = tf.reduce_mean(cross_entropy, name="loss")
+        transpose_kernel_once(tf, graph, layers, options)
         if options.optimizer == "adam":
             optimizer = tf1.train.AdamOptimizer(learning_rate=options.learning_rate)
         else:
@@ -273,9 +274,9 @@ def layer_by_layer(tf, dynamic_rnn, layers, inputs, initial_state, keep_prob, op
     the layer below's outputs (after dropout, where keep_prob is given) as its inputs. This
     computes what dynamic_rnn over the MultiRNNCell of the layers, each wrapped in a
     DropoutWrapper on its output, computes, and names the variables alike, so that
-    checkpoints of either reopen in the other. Run one layer at a time, each layer gets its
-    backward pass written out (with_window_gradient), unless --gradient tensorflow; dropout
-    between them is differentiated by TensorFlow. Returns the top layer's outputs and the
+    checkpoints of either reopen in the other. Run one layer at a time, each layer can get its
+    own backward pass written out (with_window_gradient, where written_gradient_applies);
+    dropout between them is differentiated by TensorFlow. Returns the top layer's outputs and the
     final state, as dynamic_rnn over the cell of build_graph returns them."""
     LSTMStateTuple = tf.compat.v1.nn.rnn_cell.LSTMStateTuple
     states = [initial_state] if len(layers) == 1 else initial_state
@@ -287,7 +288,7 @@ def layer_by_layer(tf, dynamic_rnn, layers, inputs, initial_state, keep_prob, op
             outputs, final = dynamic_rnn(cell, inputs, initial_state=LSTMStateTuple(c, h),
                                          time_major=True, scope=scope)
             return outputs, final.c, final.h
-        if options.gradient == "written":
+        if written_gradient_applies(options):
             forward = with_window_gradient(tf, forward, cell)
         inputs, c, h = forward(inputs, state.c, state.h)
         if keep_prob is not None:
@@ -443,6 +444,65 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_
     return d_inputs, dc_first[0], dh_first[0], {
         kernel.ref(): tf.matmul(z, da, transpose_a=True, name="d_kernel"),
         bias.ref(): tf.reduce_sum(da, 0)}
+
+
+def written_gradient_applies(options):
+    """Whether training goes through window_backward. By default (--gradient auto) only at
+    batch 1, where TensorFlow's gradient forms outer products the size of the kernel at every
+    step and the written one trained 2.7 times faster; at batch 32, one layer or two, float32
+    or --bf16, TensorFlow's own gradient (with the kernel transposed once) measured faster
+    here, as it keeps the forward's gates where the written one computes them again
+    (tests/benchmark.py has the rows)."""
+    if options.gradient == "auto":
+        return options.batch_size == 1
+    return options.gradient == "written"
+
+
+def transpose_kernel_once(tf, graph, layers, options):
+    """Have TensorFlow's gradient multiply by each kernel transposed once a window, not at
+    every step.
+
+    Each layer, at each step of its loop, computes gates = concat([x, h]) @ kernel, and the
+    gradient with respect to concat([x, h]) is dgates @ kernel^T. TensorFlow's gradient asks
+    oneDNN for that product with the kernel transposed on the fly, at every step, and
+    oneDNN's AVX-512 code is slow at it. Given a copy of the kernel transposed once, before
+    the loop, the backward pass trains faster at batch 32 (tests/benchmark.py has a row that
+    undoes it). With --bf16 the copy measured no faster; the written gradient has no such
+    product. The gradient is the same either way (tests/test_graph.py compares them).
+
+    It reaches into the loops that dynamic_rnn built, so it does nothing if a later
+    TensorFlow builds them differently (the same test tells).
+    """
+    if written_gradient_applies(options) or bfloat16_applies(options):
+        return
+    kernels = [layer.variables[0] for layer in layers]
+    products = {}
+    for loop in graph.get_operations():
+        body = getattr(loop, "_body_graph", None) if loop.type in ("While",
+                                                                     "StatelessWhile") else None
+        if body is None:
+            continue
+        # Inside the loop the product reads its kernel through a captured tensor.
+        outside = {inner.ref(): outer for outer, inner in body.captures}
+        for op in body.get_operations():
+            read = outside.get(op.inputs[1].ref()) if op.type == "MatMul" else None
+            for kernel in kernels:
+                if read is not None and read.name.startswith(kernel.op.name + "/"):
+                    products[kernel.ref()] = op
+    if len(products) != len(kernels) or not all(
+            hasattr(op, "_gradient_function") for op in products.values()):
+        return
+    for kernel in kernels:
+        products[kernel.ref()]._gradient_function = transposed_gradient(
+            tf, tf.transpose(kernel, name="kernel_transposed"))
+
+
+def transposed_gradient(tf, kernel_transposed):
+    """The gradient of concat([x, h]) @ kernel, given the kernel transposed already."""
+    def gradient(product, dgates):
+        return (tf.matmul(dgates, kernel_transposed),
+                tf.matmul(product.inputs[0], dgates, transpose_a=True))
+    return gradient
 
 
 # Beyond the post: held-out evaluation -----------------------------------------------------
@@ -1139,7 +1199,7 @@ class Options:
     sampler: str = option("graph", CARRIED, choices=("graph", "feed"))
     best: bool = option(False)
     seed: int = option(None, CARRIED, check=non_negative_int)
-    gradient: str = option("written", CARRIED, choices=("written", "tensorflow"))
+    gradient: str = option("auto", CARRIED, choices=("auto", "written", "tensorflow"))
     bf16: bool = option(False, CARRIED)
     plots_dir: str = option("plots", CARRIED, "DIR")
     save_dir: str = option(None, metavar="DIR")
@@ -1206,8 +1266,9 @@ FLAG_HELP = {
     },
     "speed (see the Performance section of README.md)": {
         "gradient": "train through each layer's backward pass written out for the window, "
-                    "or through the gradient TensorFlow derives from dynamic_rnn's loop, to "
-                    "compare: the same numbers, slower (default: %(default)s)",
+                    "or through the gradient TensorFlow derives from dynamic_rnn's loop: the "
+                    "same numbers; auto takes the written one at batch 1, where it is faster "
+                    "(default: %(default)s)",
         "bf16": "run the LSTM in bfloat16: its products, gates and state, forward and "
                 "backward (the weights and the optimizer stay float32; the numbers differ "
                 "slightly); left off on processors without AVX512-BF16 or AMX-BF16, and "

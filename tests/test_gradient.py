@@ -69,17 +69,16 @@ def test_the_written_gradient_is_tensorflows(lstm, tf, batch_size, num_layers, d
         assert largest_relative_difference(results["written"][name], expected) <= 1e-5, name
 
 
-def test_the_written_gradient_is_the_one_trained_with(lstm, tf):
-    """Its ops are in the training graph, and none of TensorFlow's loop gradient is."""
-    def op_names(gradient):
-        model = lstm.build_graph(tf, VOCAB, lstm.Options(hidden_dim=HIDDEN, gradient=gradient))
-        return {op.type for op in model.graph.get_operations()}, \
-            [op.name for op in model.graph.get_operations() if "gradients" in op.name]
-    written_types, written = op_names("written")
-    tensorflow_types, tensorflow = op_names("tensorflow")
-    assert "IdentityN" in written_types and "IdentityN" not in tensorflow_types
-    assert any("Scan" in name or "scan" in name for name in written)
-    assert not any("scan" in name for name in tensorflow)
+@pytest.mark.parametrize("gradient, batch_size, written", [
+    ("auto", 1, True), ("auto", 2, False), ("written", 2, True), ("tensorflow", 1, False)])
+def test_the_gradient_trained_with_is_the_one_chosen(lstm, tf, gradient, batch_size, written):
+    """--gradient auto takes the written one at batch 1 only; its ops are in the training
+    graph exactly when it is chosen."""
+    model = lstm.build_graph(tf, VOCAB, lstm.Options(hidden_dim=HIDDEN, gradient=gradient,
+                                                     batch_size=batch_size))
+    names = [op.name for op in model.graph.get_operations()]
+    assert any("IdentityN_grad/gates_again" in name for name in names) == written
+    assert any("while_grad" in name for name in names) == (not written)
 
 
 def test_lstmcells_gate_order_and_forget_bias_are_the_ones_written_out(lstm, tf):
@@ -89,7 +88,7 @@ def test_lstmcells_gate_order_and_forget_bias_are_the_ones_written_out(lstm, tf)
     rng = np.random.default_rng(8)
     inputs, hidden, streams = 3, 4, 2
     graph = tf.Graph()
-    with graph.as_default():
+    with lstm.building_quietly(graph):
         cell = tf.compat.v1.nn.rnn_cell.LSTMCell(hidden)
         x = tf.constant(rng.normal(size=(streams, inputs)), tf.float32)
         c0, h0 = (tf.constant(rng.normal(size=(streams, hidden)), tf.float32) for _ in "ch")

@@ -1,27 +1,26 @@
 """Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
 
-    python tests/benchmark.py            # about a quarter of an hour on two cores
-    python tests/benchmark.py --quick    # one repeat, fewer iterations: a smoke test
+    python tests/benchmark.py            # about three quarters of an hour on two cores
+    python tests/benchmark.py --quick    # one repeat, fewer iterations: about ten minutes
     python tests/benchmark.py --profile  # only where a training step's time goes
 
 Every configuration trains hidden 500 (one layer, or two where it says so), 100 steps a window,
-on data/shakespeare.txt, in its own process (oneDNN and XLA are fixed when TensorFlow is
-imported). The configurations take turns, repeat after repeat, so that a slow minute of this
-shared machine falls on all of them; the table gives the median of the repeats and the ratio to
-the post's program measured in the same run. The "ids fed" row runs the same graph with x and y
-computed in the graph from integer ids (imported with an input_map), to show whether feeding ids
-instead of the post's one-hot windows would pay. Two rows undo one choice each, to show on this
-machine whether it still pays: the kernel transposed once a window for the backward pass, and
-oneDNN left free to use every instruction set (the AVX2 row caps it; the closing lines say which
-to use here). When torch is installed (`pip install torch`; it is not a requirement), PyTorch's
-nn.LSTM trains the same model, loss, optimizer and batch in the same run, and the ratios to it
-are printed; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without
-it, its rows say how to get it. The 2-layer rows show what --num-layers 2 costs, beside
-PyTorch's 2-layer nn.LSTM. Rows that would measure nothing new on this processor say why
+on data/shakespeare.txt, in its own process (oneDNN is fixed when TensorFlow is imported). The
+configurations take turns, repeat after repeat, so that a slow minute of this shared machine
+falls on all of them; the table gives the median of the repeats and its ratios, measured in the
+same run, to the post's program, to this program as it was before the backward pass was
+written out (commit BEFORE, read from git), and to PyTorch. At batch 1, 32 and two layers there
+are rows for the written gradient (the default) and TensorFlow's own (--gradient tensorflow),
+and rows for what the program does not do by itself, to show on this machine whether it would
+pay: XLA auto-clustering, W_h^T in one block at batch 1, oneDNN capped at AVX2, and --bf16 (a
+choice of precision, left to the user). When torch is installed (`pip install torch`; it is
+not a requirement), PyTorch's nn.LSTM trains the same model, loss, optimizer and batch in the
+same run; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without it,
+its rows say how to get it. Rows that would measure nothing new on this processor say why
 instead: --bf16 without AVX512-BF16 or AMX-BF16 (the program leaves it off), the AVX2 cap
-without AVX-512. Then the profiles: the ops that take the most of one training step, one
-layer, --bf16 and two layers, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the
-scale check: a 100 MB text, from start to the first report line.
+without AVX-512. Then the profiles: the ops that take the most of one training step, from
+TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB text, from
+start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -38,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "tf-lstm-char.py")
@@ -46,32 +46,64 @@ sys.path.insert(0, REPO)
 
 import aux_funcs  # noqa: E402  (found through the path above)
 
-# name: (what it is, batch, layers, feed, oneDNN, XLA, bf16, samplers, other environment)
+# The program as it was before each layer's backward pass was written out (issue 25): its
+# defaults trained through TensorFlow's gradient, with XLA at batch 1 and the kernel transposed
+# once a window at batch 32. Its rows run that commit's tf-lstm-char.py and aux_funcs.py.
+BEFORE = "8d30fb2"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One row: what it is, its batch and layers, what runs it (this tf-lstm-char.py, the one of
+    commit BEFORE, or PyTorch with or without oneDNN), TensorFlow's oneDNN kernels, the gradient,
+    and what the program does or does not do by itself, measured to show whether it pays: XLA
+    auto-clustering, --bf16, W_h^T in one block at batch 1, the kernel transposed once for
+    TensorFlow's gradient, an environment."""
+    what: str
+    batch: int = 1
+    layers: int = 1
+    runs: str = "script"
+    onednn: int = 1
+    gradient: str = "written"  # or "auto" (the program's choice), or "tensorflow"
+    xla: bool = False
+    bf16: bool = False
+    one_block: bool = False
+    transpose: bool = True
+    samplers: tuple = ()
+    environment: dict = field(default_factory=dict)
+
+
 CONFIGS = {
-    "baseline": ("the post's program: one-hot fed, oneDNN off, no XLA", 1, 1, "one-hot", 0,
-                 "off", 0, ["feed"], {}),
-    "defaults": ("defaults: one-hot fed, oneDNN, XLA at batch 1", 1, 1, "one-hot", 1, "auto",
-                 0, [], {}),
-    "ids": ("defaults, ids fed", 1, 1, "ids", 1, "auto", 0, [], {}),
-    "no-xla": ("defaults --xla off", 1, 1, "one-hot", 1, "off", 0, ["feed", "graph"], {}),
-    "pytorch": ("PyTorch nn.LSTM, the same model, loss and Adam", 1, 1, "torch", 0, "off", 0,
-                [], {}),
-    "pytorch-no-onednn": ("PyTorch nn.LSTM, oneDNN off: one op per step, not its fused LSTM",
-                          1, 1, "torch-no-onednn", 0, "off", 0, [], {}),
-    "batch32": ("defaults --batch-size 32 (no XLA)", 32, 1, "one-hot", 1, "auto", 0, [], {}),
-    "batch32-tf-gradient": ("--batch-size 32, TensorFlow's gradient (kernel transposed at "
-                            "each step)", 32, 1, "tf-gradient", 1, "auto", 0, [], {}),
-    "batch32-avx2": ("--batch-size 32, oneDNN capped at AVX2", 32, 1, "one-hot", 1, "auto",
-                     0, [], {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
-    "batch32-xla": ("--batch-size 32 --xla on", 32, 1, "one-hot", 1, "on", 0, [], {}),
-    "batch32-bf16": ("--batch-size 32 --bf16 (bfloat16 products)", 32, 1, "one-hot", 1,
-                     "auto", 1, [], {}),
-    "pytorch32": ("PyTorch nn.LSTM, the same model, loss and Adam", 32, 1, "torch", 0, "off",
-                  0, [], {}),
-    "layers2": ("--batch-size 32 --num-layers 2", 32, 2, "one-hot", 1, "auto", 0, [], {}),
-    "layers2-bf16": ("--batch-size 32 --num-layers 2 --bf16", 32, 2, "one-hot", 1, "auto", 1,
-                     [], {}),
-    "pytorch32-layers2": ("PyTorch nn.LSTM, 2 layers", 32, 2, "torch", 0, "off", 0, [], {}),
+    "baseline": Config("the post's program: TensorFlow's gradient, oneDNN off", onednn=0,
+                       gradient="tensorflow", samplers=("feed",)),
+    "before": Config(f"main before ({BEFORE}): TF's gradient, XLA", runs="before"),
+    "defaults": Config("defaults: the written gradient", samplers=("feed", "graph"),
+                       gradient="auto"),
+    "one-block": Config("the written gradient, W_h^T in one block", one_block=True),
+    "xla": Config("the written gradient, XLA auto-clustering on", xla=True),
+    "tf-gradient": Config("--gradient tensorflow", gradient="tensorflow"),
+    "pytorch": Config("PyTorch nn.LSTM, the same model, loss and Adam", runs="torch"),
+    "pytorch-no-onednn": Config("PyTorch nn.LSTM, oneDNN off: one op per step, not fused",
+                                runs="torch-no-onednn"),
+    "before32": Config(f"main before ({BEFORE}): TF's gradient, kernel^T once", 32,
+                       runs="before"),
+    "batch32": Config("--batch-size 32: TF's gradient, kernel^T once", 32, gradient="auto"),
+    "batch32-written": Config("--batch-size 32 --gradient written", 32),
+    "batch32-no-transpose": Config("--batch-size 32, TF's gradient, kernel^T at each step", 32,
+                                   gradient="tensorflow", transpose=False),
+    "batch32-bf16": Config("--batch-size 32 --bf16", 32, gradient="auto", bf16=True),
+    "batch32-bf16-written": Config("--batch-size 32 --bf16 --gradient written", 32, bf16=True),
+    "batch32-avx2": Config("--batch-size 32, oneDNN capped at AVX2", 32, gradient="auto",
+                           environment={"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    "pytorch32": Config("PyTorch nn.LSTM, the same model, loss and Adam", 32, runs="torch"),
+    "before-layers2": Config(f"main before ({BEFORE}), 2 layers", 32, 2, runs="before"),
+    "layers2": Config("--batch-size 32 --num-layers 2", 32, 2, gradient="auto"),
+    "layers2-written": Config("--batch-size 32 --num-layers 2 --gradient written", 32, 2),
+    "layers2-bf16": Config("--batch-size 32 --num-layers 2 --bf16", 32, 2, gradient="auto",
+                           bf16=True),
+    "layers2-bf16-written": Config("--num-layers 2 --bf16 --gradient written", 32, 2,
+                                   bf16=True),
+    "pytorch32-layers2": Config("PyTorch nn.LSTM, 2 layers", 32, 2, runs="torch"),
 }
 # Without torch (not a requirement) its rows say how to get it.
 TORCH_MISSING = "pip install torch to compare"
@@ -114,82 +146,81 @@ def torch_worker(batch, layers, iterations, onednn):
             "torch": torch.__version__}
 
 
-def fed_with_ids(tf, model, vocab_size, batch):
-    """The training graph again, x and y made in the graph from integer ids: (the graph, its
-    ids placeholders, and the names to run)."""
-    tf1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        x_ids = tf1.placeholder(tf.int32, [None, batch])
-        y_ids = tf1.placeholder(tf.int32, [None, batch])
-        tf1.import_graph_def(model.graph.as_graph_def(), name="m",
-                             input_map={"x:0": tf.one_hot(x_ids, vocab_size),
-                                        "y:0": tf.one_hot(y_ids, vocab_size)})
-    return graph, x_ids, y_ids
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def load_script():
-    """tf-lstm-char.py as a module (its name has dashes)."""
-    spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
-    lstm = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lstm)
-    return lstm
+def load_script(commit=None):
+    """tf-lstm-char.py as a module (its name has dashes): this one, or with its aux_funcs as
+    they were at `commit`."""
+    if commit is None:
+        return load_module("tf_lstm_char", SCRIPT)
+    folder = tempfile.mkdtemp()
+    for name in ("tf-lstm-char.py", "aux_funcs.py"):
+        with open(os.path.join(folder, name), "wb") as handle:
+            handle.write(subprocess.run(["git", "-C", REPO, "show", f"{commit}:{name}"],
+                                        capture_output=True, check=True).stdout)
+    sys.modules["aux_funcs"] = load_module("aux_funcs", os.path.join(folder, "aux_funcs.py"))
+    return load_module("tf_lstm_char", os.path.join(folder, "tf-lstm-char.py"))
 
 
 def worker(name, iterations):
     """Measure one configuration in this process; print one JSON line."""
-    _, batch, layers, feed, onednn, xla, bf16, samplers, environment = CONFIGS[name]
-    if feed.startswith("torch"):
-        result = torch_worker(batch, layers, iterations, onednn=feed == "torch")
+    config = CONFIGS[name]
+    if config.runs.startswith("torch"):
+        result = torch_worker(config.batch, config.layers, iterations,
+                              onednn=config.runs == "torch")
         if result is not None:
             result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(onednn)
-    os.environ.update(environment)
-    lstm = load_script()
-    if feed == "tf-gradient":
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = str(config.onednn)
+    os.environ.update(config.environment)
+    if config.xla:
+        # On the CPU, XLA auto-clustering needs this besides the session's global_jit_level.
+        os.environ["TF_XLA_FLAGS"] = "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"
+    if config.runs == "before":
+        lstm = load_script(BEFORE)
+        options = lstm.Options(batch_size=config.batch, num_layers=config.layers, seed=1)
+    else:
+        lstm = load_script()
+        options = lstm.Options(batch_size=config.batch, num_layers=config.layers, seed=1,
+                               gradient=config.gradient, bf16=config.bf16)
+    if config.one_block:
+        lstm.backward_blocks = lambda *unused: 1
+    if not config.transpose:
         lstm.transpose_kernel_once = lambda *unused: None
     import numpy as np
 
-    options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, bf16=bool(bf16),
-                           seed=1)
     tf = lstm.import_tensorflow(options)
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
     ids = aux_funcs.text_to_ids(text, char_to_idx)
-    model = lstm.build_graph(tf, vocab_size, options)
-    batches = aux_funcs.BatchGenerator(ids, 100, vocab_size, batch)
-    if feed == "ids":
-        graph, x_ids, y_ids = fed_with_ids(tf, model, vocab_size, batch)
-        fetches = ["m/loss:0", "m/final_state:0", "m/training"]
-        init, init_state = "m/init", "m/init_state:0"
-        windows = aux_funcs.tracks(ids, batch)
-    else:
-        model = lstm.add_extras(tf, model)
-        graph, init, init_state = model.graph, model.init, model.init_state
-        fetches = [model.loss, model.final_state, model.training]
+    model = lstm.add_extras(tf, lstm.build_graph(tf, vocab_size, options))
+    batches = aux_funcs.BatchGenerator(ids, 100, vocab_size, config.batch)
+    session_config = lstm.session_config(tf, options)
+    if config.xla:
+        session_config.graph_options.optimizer_options.global_jit_level = (
+            tf.compat.v1.OptimizerOptions.ON_1)
+    fetches = [model.loss, model.final_state, model.training]
     result = {}
-    with tf.compat.v1.Session(graph=graph, config=lstm.session_config(tf, options)) as session:
-        session.run(init)
+    with tf.compat.v1.Session(graph=model.graph, config=session_config) as session:
+        session.run(model.init)
         state = np.zeros(lstm.state_shape(options), np.float32)
         warm_up = 5
         for step in range(warm_up + iterations):
             if step == warm_up:
                 start = time.perf_counter()
-            if feed == "ids":
-                at = step * 100
-                window = windows[at:at + 101]
-                fed = {x_ids: window[:-1], y_ids: window[1:]}
-            else:
-                inputs, targets = next(batches)
-                fed = {model.x: inputs, model.y: targets}
-            fed[init_state] = state
+            inputs, targets = next(batches)
+            fed = {model.x: inputs, model.y: targets, model.init_state: state}
             _, state, _ = session.run(fetches, fed)
         seconds = time.perf_counter() - start
         result["it/s"] = iterations / seconds
-        result["chars/s"] = iterations * 100 * batch / seconds
+        result["chars/s"] = iterations * 100 * config.batch / seconds
         rng = np.random.default_rng(0)
-        for sampler in samplers:
+        for sampler in config.samplers:
             sampler_options = lstm.replace(options, sampler=sampler)
             list(lstm.sample_by_options(session, model, sampler_options, "", 20, rng))
             times = []
@@ -204,20 +235,18 @@ def worker(name, iterations):
 
 # What the profile's largest ops compute, by the end of their node names.
 ROLES = {
-    "lstm_cell/BiasAdd": "gates = concat([x, h]) @ kernel + bias",
-    "MatMul_grad/MatMul": "d concat([x, h]) = d gates @ kernel^T",
-    "MatMul_grad/MatMul_1": "d kernel = concat([x, h])^T @ d gates",
-    "gradients/AddN_3": "d kernel summed over the steps",
-    "split_grad/concat": "d gates: the four gates' gradients joined",
+    "lstm_cell/BiasAdd": "forward: gates = [x, h] @ kernel + bias, a step",
+    "IdentityN_grad/gates_again": "the window's gates again, in one product",
+    "dh_before": "dh_before = da @ W_h^T, a step (a block of it at batch 1)",
+    "IdentityN_grad/d_kernel": "d kernel = z^T @ da, the window in one product",
+    "IdentityN_grad/d_inputs": "d inputs = da @ W_x^T, the window in one product",
+    "MatMul_grad/MatMul": "d kernel, a step (TensorFlow's gradient)",
+    "MatMul_grad/MatMul_1": "d [x, h] = d gates @ kernel^T, a step (TensorFlow's gradient)",
     "lstm_cell/split": "the gates split in four",
-    "kernel_transposed": "kernel^T, once a window",
-    "lstm_cell/Sigmoid": "a gate's sigmoid",
-    "lstm_cell/Sigmoid_1": "a gate's sigmoid",
-    "lstm_cell/Sigmoid_2": "a gate's sigmoid",
 }
 
 
-def profile_worker(batch, layers, xla, bf16):
+def profile_worker(batch, layers, bf16):
     """Trace a few training steps of the defaults at `batch` and `layers` (and --bf16) with
     TensorFlow's step stats; print one JSON line: the step's wall time, how many ops ran, and
     the ops that took longest."""
@@ -225,7 +254,7 @@ def profile_worker(batch, layers, xla, bf16):
     lstm = load_script()
     import numpy as np
 
-    options = lstm.Options(batch_size=batch, num_layers=layers, xla=xla, bf16=bf16, seed=1)
+    options = lstm.Options(batch_size=batch, num_layers=layers, bf16=bf16, seed=1)
     tf = lstm.import_tensorflow(options)
     tf1 = tf.compat.v1
     text, char_to_idx, _, vocab_size = aux_funcs.load(TEXT)
@@ -270,10 +299,10 @@ def profile_worker(batch, layers, xla, bf16):
                               for key, micros in top]}))
 
 
-def print_profile(batch, layers, xla, why, bf16=False):
+def print_profile(batch, layers, why, bf16=False):
     env = dict(os.environ, PYTHONHASHSEED="0")
     out = subprocess.run([sys.executable, __file__, "--profile-worker", str(batch), "--layers",
-                          str(layers), "--xla", xla] + ["--bf16"] * bf16, env=env,
+                          str(layers)] + ["--bf16"] * bf16, env=env,
                          capture_output=True, text=True, check=True).stdout
     figures = json.loads(out.splitlines()[-1])
     print(f"\nprofile of one training step, batch {batch}{why}: {figures['step ms']:.1f} ms "
@@ -282,18 +311,18 @@ def print_profile(batch, layers, xla, why, bf16=False):
     print("| pass | op | node | what it computes | ms per step | share of op time |")
     print("|---|---|---|---|--:|--:|")
     for key, milliseconds, share in figures["top"]:
-        role = ROLES.get(key.split(" | ")[-1], "")
+        node = key.split(" | ")[-1]
+        role = ROLES.get(node, ROLES.get(node.split("/")[-1].split("_")[0], ""))
         print(f"| {key} | {role} | {milliseconds:.1f} | {share:.1%} |")
 
 
 def print_profiles():
-    print_profile(32, 1, "auto", "")
+    print_profile(1, 1, "")
+    print_profile(32, 1, "")
     # Where --bf16 pays on one processor and not on another, this shows which ops differ.
     if not not_measured_here("batch32-bf16"):
-        print_profile(32, 1, "auto", ", --bf16", bf16=True)
-    print_profile(32, 2, "auto", ", --num-layers 2")
-    # XLA would fuse the batch-1 step into a few compiled clusters; without it each op shows.
-    print_profile(1, 1, "off", ", --xla off")
+        print_profile(32, 1, ", --bf16", bf16=True)
+    print_profile(32, 2, ", --num-layers 2")
 
 
 def measure(name, iterations):
@@ -357,10 +386,10 @@ def not_measured_here(name):
     where the program leaves it off (tf-lstm-char.py's bfloat16_applies), the AVX2 cap where
     oneDNN has nothing above AVX2 to use."""
     config = CONFIGS[name]
-    if config[6] and not aux_funcs.bfloat16_instruction_sets():
+    if config.bf16 and not aux_funcs.bfloat16_instruction_sets():
         return "--bf16 left off: no AVX512-BF16 or AMX-BF16 here"
     flags = aux_funcs.cpu_flags()
-    if "ONEDNN_MAX_CPU_ISA" in config[8] and flags and "avx512f" not in flags:
+    if "ONEDNN_MAX_CPU_ISA" in config.environment and flags and "avx512f" not in flags:
         return "no AVX-512 here: oneDNN runs AVX2 already"
     return None
 
@@ -386,19 +415,18 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="one repeat, fewer iterations: a smoke test")
     parser.add_argument("--profile", action="store_true",
-                        help="only the profiles of a training step: batch 32 with one layer, "
-                        "with --bf16 (where it applies) and with two layers, and batch 1")
+                        help="only the profiles of a training step: batch 1, batch 32 with one "
+                        "layer, with --bf16 (where it applies) and with two layers")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--xla", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.iterations)
     if args.profile_worker:
-        return profile_worker(args.profile_worker, args.layers, args.xla, args.bf16)
+        return profile_worker(args.profile_worker, args.layers, args.bf16)
     if args.profile:
         return print_profiles()
 
@@ -408,7 +436,7 @@ def main():
     started = time.perf_counter()
     for repeat in range(repeats):
         for name in measured:
-            batch = CONFIGS[name][1]
+            batch = CONFIGS[name].batch
             iterations = (10 if batch > 1 else 30) if args.quick else (30 if batch > 1 else 60)
             results[name].append(measure(name, iterations))
             print(f"  repeat {repeat + 1}/{repeats}: {name} done", file=sys.stderr)
@@ -422,67 +450,80 @@ def main():
           f"{version('tensorflow')}; hidden 500, 100 steps; median of {repeats} "
           "interleaved repeats\n")
     base = median("baseline", "chars/s")
-    width = max(len(config[0]) for config in CONFIGS.values())
-    print(f"| {'training':<{width}} | batch | it/s | chars/s | x baseline | peak MiB |")
-    print(f"|{'-' * (width + 2)}|------:|-----:|--------:|-----------:|---------:|")
+    width = max(len(config.what) for config in CONFIGS.values())
+    print(f"| {'training':<{width}} | batch | it/s | chars/s | x baseline | x before | "
+          "x PyTorch | peak MiB |")
+    print(f"|{'-' * (width + 2)}|------:|-----:|--------:|-----------:|---------:|"
+          "----------:|---------:|")
+    # Each row beside the program before this change and PyTorch, at its batch and layers.
+    before = {(c.batch, c.layers): n for n, c in CONFIGS.items() if c.runs == "before"}
+    torch = {(c.batch, c.layers): n for n, c in CONFIGS.items() if c.runs == "torch"}
+
+    def ratio(name, to):
+        if to is None or not results[to] or None in results[to]:
+            return "-"
+        return f"{median(name, 'chars/s') / median(to, 'chars/s'):.2f}"
+
     for name, config in CONFIGS.items():
         if None in results[name] or not results[name]:
             missing = not_measured_here(name) or TORCH_MISSING
-            print(f"| {config[0]:<{width}} | {config[1]:>5} | {missing} |")
+            print(f"| {config.what:<{width}} | {config.batch:>5} | {missing} |")
             continue
         chars = median(name, "chars/s")
-        print(f"| {config[0]:<{width}} | {config[1]:>5} | {median(name, 'it/s'):4.1f} | "
-              f"{chars:7,.0f} | {chars / base:10.2f} | {median(name, 'peak MiB'):8.0f} |")
-    if None in results["pytorch"] + results["pytorch32"] + results["pytorch32-layers2"]:
+        shape = (config.batch, config.layers)
+        print(f"| {config.what:<{width}} | {config.batch:>5} | {median(name, 'it/s'):4.1f} | "
+              f"{chars:7,.0f} | {chars / base:10.2f} | {ratio(name, before.get(shape)):>8} | "
+              f"{ratio(name, torch.get(shape)):>9} | {median(name, 'peak MiB'):8.0f} |")
+    if None in results["pytorch"]:
         print(f"\nPyTorch: {TORCH_MISSING} (it is not a requirement)")
     else:
-        torch_1, torch_32 = median("pytorch", "chars/s"), median("pytorch32", "chars/s")
-        torch_layers2 = median("pytorch32-layers2", "chars/s")
-        with_bf16 = {name: name + "-bf16" for name in ("batch32", "layers2")
-                     if name + "-bf16" in measured}
+        print(f"\nPyTorch {results['pytorch'][0]['torch']}, float32, on the same cores")
 
-        def against(name, torch):
-            ratio = f"{median(name, 'chars/s') / torch:.2f}x"
-            if name in with_bf16:
-                ratio += f" (with --bf16 {median(with_bf16[name], 'chars/s') / torch:.2f}x)"
-            return ratio
+    print(f"\nwhat the program does by itself, measured on this processor ({processor()}):")
 
-        print(f"\nagainst PyTorch {results['pytorch'][0]['torch']} (float32, the same cores): "
-              f"defaults at batch 1 {against('defaults', torch_1)} (PyTorch with oneDNN off "
-              f"{against('pytorch-no-onednn', torch_1)}), --batch-size 32 "
-              f"{against('batch32', torch_32)}, 2 layers at batch 32 "
-              f"{against('layers2', torch_layers2)}")
-    batch32 = median("batch32", "chars/s")
-    print(f"\nwhat to set on this processor ({processor()}):")
+    def against(name, other):
+        return median(name, "chars/s") / median(other, "chars/s")
+    for name, other, what in [
+            ("defaults", "tf-gradient", "the written gradient at batch 1"),
+            ("batch32-written", "batch32", "the written gradient at batch 32"),
+            ("layers2-written", "layers2", "the written gradient for 2 layers"),
+            ("batch32-bf16-written", "batch32-bf16", "the written gradient with --bf16")]:
+        if name in measured and other in measured:
+            print(f"{what}: {against(name, other):.2f}x TensorFlow's gradient; " + advice(
+                against(name, other), "the program should use it here",
+                "the program should use TensorFlow's here"))
+    print(f"W_h^T in four blocks at batch 1: {against('defaults', 'one-block'):.2f}x one "
+          "block; " + advice(against("defaults", "one-block"), "keep it",
+                             "it no longer pays here: drop it"))
+    transposed = against("batch32", "batch32-no-transpose")
+    print(f"the kernel transposed once trains batch 32 at {transposed:.2f}x TensorFlow's own "
+          "gradient: " + advice(transposed, "keep it", "it no longer pays here: drop it"))
+    xla = against("xla", "defaults")
+    print(f"XLA auto-clustering at batch 1: {xla:.2f}x the defaults; " + advice(
+        xla, "it pays here: turn it on again", "the program leaves it off"))
     if "batch32-bf16" in measured:
-        bf16 = median("batch32-bf16", "chars/s") / batch32
-        bf16_layers2 = median("layers2-bf16", "chars/s") / median("layers2", "chars/s")
-        print(f"--bf16 trains batch 32 at {bf16:.2f}x float32 here, 2 layers at "
-              f"{bf16_layers2:.2f}x: one layer, {advice(bf16, 'add --bf16', 'leave it off')}; "
-              "two layers, " + advice(bf16_layers2, "add --bf16", "leave it off"))
+        bf16 = against("batch32-bf16", "batch32")
+        bf16_layers2 = against("layers2-bf16", "layers2")
+        print(f"--bf16 (a choice of precision, so the user's): batch 32 at {bf16:.2f}x float32, "
+              f"2 layers at {bf16_layers2:.2f}x")
     else:
         print("--bf16: nothing to set; without AVX512-BF16 or AMX-BF16 the program leaves it "
               "off, as emulated bfloat16 trains slower than float32")
-    transposed = batch32 / median("batch32-tf-gradient", "chars/s")
-    print(f"the kernel transposed once a window trains batch 32 at {transposed:.2f}x "
-          "TensorFlow's own gradient: " + advice(
-              transposed, "it pays here, and the program does it (transpose_kernel_once)",
-              "it does not pay here: transpose_kernel_once should not apply on this processor"))
     if "batch32-avx2" in measured:
-        avx2 = median("batch32-avx2", "chars/s") / batch32
+        avx2 = against("batch32-avx2", "batch32")
         print(f"oneDNN capped at AVX2 trains batch 32 at {avx2:.2f}x the default here: "
               + advice(avx2, "set ONEDNN_MAX_CPU_ISA=AVX2", "leave oneDNN's choice as it is"))
     else:
         print("ONEDNN_MAX_CPU_ISA: nothing to set; this processor has no AVX-512")
     base_feed = median("baseline", "feed sampler chars/s")
-    feed = median("no-xla", "feed sampler chars/s")
+    feed = median("defaults", "feed sampler chars/s")
     print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline | x feed |")
     print("|---|--------:|-----------:|-------:|")
     for what, name, sampler in [
             ("feed: the post's sample(), oneDNN off (baseline)", "baseline", "feed"),
-            ("feed: the post's sample(), as `--sampler feed` runs it", "no-xla", "feed"),
-            ("graph: the cell in a tf.while_loop (the default, as --sample runs it)", "no-xla",
-             "graph")]:
+            ("feed: the post's sample(), as `--sampler feed` runs it", "defaults", "feed"),
+            ("graph: the cell in a tf.while_loop (the default, as --sample runs it)",
+             "defaults", "graph")]:
         chars = median(name, f"{sampler} sampler chars/s")
         print(f"| {what} | {chars:7,.0f} | {chars / base_feed:10.2f} | {chars / feed:6.2f} |")
     print_profiles()

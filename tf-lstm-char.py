@@ -274,10 +274,10 @@ def layer_by_layer(tf, dynamic_rnn, layers, inputs, initial_state, keep_prob, op
     the layer below's outputs (after dropout, where keep_prob is given) as its inputs. This
     computes what dynamic_rnn over the MultiRNNCell of the layers, each wrapped in a
     DropoutWrapper on its output, computes, and names the variables alike, so that
-    checkpoints of either reopen in the other. Run one layer at a time, each layer can get its
-    own backward pass written out (with_window_gradient, where written_gradient_applies);
-    dropout between them is differentiated by TensorFlow. Returns the top layer's outputs and the
-    final state, as dynamic_rnn over the cell of build_graph returns them."""
+    checkpoints of either reopen in the other. Run one layer at a time, each layer can get
+    its own backward pass written out (with_window_gradient, where written_gradient_applies);
+    dropout between them is differentiated by TensorFlow. Returns the top layer's outputs and
+    the final state, as dynamic_rnn over the cell of build_graph returns them."""
     LSTMStateTuple = tf.compat.v1.nn.rnn_cell.LSTMStateTuple
     states = [initial_state] if len(layers) == 1 else initial_state
     final_states = []
@@ -327,7 +327,7 @@ def top_output(state):
 # Beyond the post: the backward pass, written out -----------------------------------------
 
 # The order in which LSTMCell splits z W + b into its gates: input, candidate (j), forget,
-# output. tests/test_graph.py holds it against the cell.
+# output. tests/test_gradient.py holds it against the cell.
 GATE_ORDER = "ijfo"
 
 
@@ -389,11 +389,10 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_
     The forward keeps only the h's; the gates are computed again from them, for all steps
     in one product, and the c's with an elementwise scan. Everything in da that does not
     depend on dh and dc is formed for the whole window before the loop, so each step is a
-    few elementwise operations and one product with W_h^T, transposed once
-    (in column blocks for one stream: backward_blocks). Returns the
-    gradients of inputs, c_first and h_first, and {variable.ref(): gradient} for the cell's
-    kernel and bias. tests/test_graph.py holds all of them equal to tf.gradients of the
-    post's graph.
+    few elementwise operations and one product with W_h^T, transposed once (in column blocks
+    for one stream: backward_blocks). Returns the gradients of inputs, c_first and h_first,
+    and {variable.ref(): gradient} for the cell's kernel and bias. tests/test_gradient.py
+    holds all of them equal to tf.gradients of the post's graph.
     """
     with warnings.catch_warnings():  # about serializing the initializer, not read here
         warnings.simplefilter("ignore")
@@ -449,7 +448,7 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_
 def written_gradient_applies(options):
     """Whether training goes through window_backward. By default (--gradient auto) only at
     batch 1, where TensorFlow's gradient forms outer products the size of the kernel at every
-    step and the written one trained 2.7 times faster; at batch 32, one layer or two, float32
+    step and the written one trained 2.2 times faster; at batch 32, one layer or two, float32
     or --bf16, TensorFlow's own gradient (with the kernel transposed once) measured faster
     here, as it keeps the forward's gates where the written one computes them again
     (tests/benchmark.py has the rows)."""
@@ -476,10 +475,10 @@ def transpose_kernel_once(tf, graph, layers, options):
     if written_gradient_applies(options) or bfloat16_applies(options):
         return
     kernels = [layer.variables[0] for layer in layers]
+    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
     products = {}
-    for loop in graph.get_operations():
-        body = getattr(loop, "_body_graph", None) if loop.type in ("While",
-                                                                     "StatelessWhile") else None
+    for loop in loops:
+        body = getattr(loop, "_body_graph", None)
         if body is None:
             continue
         # Inside the loop the product reads its kernel through a captured tensor.

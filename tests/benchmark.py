@@ -1,7 +1,7 @@
 """Speed and memory benchmark of tf-lstm-char, run by hand (not part of the test suite):
 
-    python tests/benchmark.py            # about three quarters of an hour on two cores
-    python tests/benchmark.py --quick    # one repeat, fewer iterations: about ten minutes
+    python tests/benchmark.py            # about half an hour on two cores
+    python tests/benchmark.py --quick    # one repeat, fewer iterations: about four minutes
     python tests/benchmark.py --profile  # only where a training step's time goes
 
 Every configuration trains hidden 500 (one layer, or two where it says so), 100 steps a window,
@@ -236,12 +236,14 @@ def worker(name, iterations):
 # What the profile's largest ops compute, by the end of their node names.
 ROLES = {
     "lstm_cell/BiasAdd": "forward: gates = [x, h] @ kernel + bias, a step",
-    "IdentityN_grad/gates_again": "the window's gates again, in one product",
+    "gates_again": "the window's gates again, in one product",
     "dh_before": "dh_before = da @ W_h^T, a step (a block of it at batch 1)",
-    "IdentityN_grad/d_kernel": "d kernel = z^T @ da, the window in one product",
-    "IdentityN_grad/d_inputs": "d inputs = da @ W_x^T, the window in one product",
+    "d_kernel": "d kernel = z^T @ da, the window in one product",
+    "d_inputs": "d inputs = da @ W_x^T, the window in one product",
     "MatMul_grad/MatMul": "d kernel, a step (TensorFlow's gradient)",
     "MatMul_grad/MatMul_1": "d [x, h] = d gates @ kernel^T, a step (TensorFlow's gradient)",
+    "gradients/AddN_3": "d kernel summed over the steps (TensorFlow's gradient)",
+    "split_grad/concat": "d gates: the four gates' gradients joined",
     "lstm_cell/split": "the gates split in four",
 }
 
@@ -311,8 +313,9 @@ def print_profile(batch, layers, why, bf16=False):
     print("| pass | op | node | what it computes | ms per step | share of op time |")
     print("|---|---|---|---|--:|--:|")
     for key, milliseconds, share in figures["top"]:
+        # By the node's last two names, or by its last, less a number that tells copies apart.
         node = key.split(" | ")[-1]
-        role = ROLES.get(node, ROLES.get(node.split("/")[-1].split("_")[0], ""))
+        role = ROLES.get(node) or ROLES.get(re.sub(r"_\d+$", "", node.split("/")[-1]), "")
         print(f"| {key} | {role} | {milliseconds:.1f} | {share:.1%} |")
 
 

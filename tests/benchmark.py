@@ -10,10 +10,10 @@ configurations take turns, repeat after repeat, so that a slow minute of this sh
 falls on all of them; the table gives the median of the repeats and its ratios, measured in the
 same run, to the post's program, to this program as it was before the backward pass was
 written out (commit BEFORE, read from git), and to PyTorch. At batch 1, 32 and two layers there
-are rows for the written gradient (the default) and TensorFlow's own (--gradient tensorflow),
-and rows for what the program does not do by itself, to show on this machine whether it would
-pay: XLA auto-clustering, W_h^T in one block at batch 1, oneDNN capped at AVX2, and --bf16 (a
-choice of precision, left to the user). When torch is installed (`pip install torch`; it is
+are rows for the written gradient and TensorFlow's own, one of them the default (--gradient
+auto), and rows that undo or add one choice each, to show on this machine whether it pays: the
+kernel transposed once, W_h^T in four blocks at batch 1, XLA auto-clustering, oneDNN capped at
+AVX2, and --bf16 (a choice of precision, left to the user). When torch is installed (`pip install torch`; it is
 not a requirement), PyTorch's nn.LSTM trains the same model, loss, optimizer and batch in the
 same run; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without it,
 its rows say how to get it. Rows that would measure nothing new on this processor say why
@@ -158,13 +158,15 @@ def load_script(commit=None):
     they were at `commit`."""
     if commit is None:
         return load_module("tf_lstm_char", SCRIPT)
-    folder = tempfile.mkdtemp()
-    for name in ("tf-lstm-char.py", "aux_funcs.py"):
-        with open(os.path.join(folder, name), "wb") as handle:
-            handle.write(subprocess.run(["git", "-C", REPO, "show", f"{commit}:{name}"],
-                                        capture_output=True, check=True).stdout)
-    sys.modules["aux_funcs"] = load_module("aux_funcs", os.path.join(folder, "aux_funcs.py"))
-    return load_module("tf_lstm_char", os.path.join(folder, "tf-lstm-char.py"))
+    # Once executed, the modules no longer need their files.
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("tf-lstm-char.py", "aux_funcs.py"):
+            with open(os.path.join(folder, name), "wb") as handle:
+                handle.write(subprocess.run(["git", "-C", REPO, "show", f"{commit}:{name}"],
+                                            capture_output=True, check=True).stdout)
+        sys.modules["aux_funcs"] = load_module("aux_funcs",
+                                               os.path.join(folder, "aux_funcs.py"))
+        return load_module("tf_lstm_char", os.path.join(folder, "tf-lstm-char.py"))
 
 
 def worker(name, iterations):
@@ -462,10 +464,13 @@ def main():
     before = {(c.batch, c.layers): n for n, c in CONFIGS.items() if c.runs == "before"}
     torch = {(c.batch, c.layers): n for n, c in CONFIGS.items() if c.runs == "torch"}
 
+    def against(name, other):
+        return median(name, "chars/s") / median(other, "chars/s")
+
     def ratio(name, to):
         if to is None or not results[to] or None in results[to]:
             return "-"
-        return f"{median(name, 'chars/s') / median(to, 'chars/s'):.2f}"
+        return f"{against(name, to):.2f}"
 
     for name, config in CONFIGS.items():
         if None in results[name] or not results[name]:
@@ -483,9 +488,6 @@ def main():
         print(f"\nPyTorch {results['pytorch'][0]['torch']}, float32, on the same cores")
 
     print(f"\nwhat the program does by itself, measured on this processor ({processor()}):")
-
-    def against(name, other):
-        return median(name, "chars/s") / median(other, "chars/s")
     for name, other, what in [
             ("defaults", "tf-gradient", "the written gradient at batch 1"),
             ("batch32-written", "batch32", "the written gradient at batch 32"),

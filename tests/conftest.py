@@ -95,6 +95,18 @@ def session_of(lstm, tf, model):
     return tf.compat.v1.Session(graph=model.graph, config=lstm.session_config(tf, lstm.Options()))
 
 
+def weights_of(model, session):
+    return {v.op.name: session.run(v) for v in model.graph.get_collection("variables")}
+
+
+def load_weights(model, session, weights):
+    """Give a graph another graph's weights, by variable name: the graphs need not have been
+    built alike, only their variables must be named alike."""
+    session.run(model.init)
+    for variable in model.graph.get_collection("variables"):
+        variable.load(weights[variable.op.name], session)
+
+
 def zero_state(model):
     return np.zeros(model.init_state.shape, dtype=np.float32)
 

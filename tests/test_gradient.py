@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import HIDDEN, VOCAB
+from conftest import HIDDEN, VOCAB, load_weights, weights_of
 
 STEPS = 12
 
@@ -51,12 +51,10 @@ def test_the_written_gradient_is_tensorflows(lstm, tf, batch_size, num_layers, d
     weights, results = None, {}
     for gradient, (model, names, gradients) in graphs.items():
         with tf.compat.v1.Session(graph=model.graph) as session:
-            session.run(model.init)
-            variables = model.graph.get_collection("trainable_variables")
             if weights is None:
-                weights = {v.op.name: session.run(v) for v in variables}
-            for variable in variables:
-                variable.load(weights[variable.op.name], session)
+                session.run(model.init)
+                weights = weights_of(model, session)
+            load_weights(model, session, weights)
             fed = {model.x: window[:-1], model.y: window[1:], model.init_state: state,
                    **lstm.dropout_feed(model, lstm.Options(dropout=dropout))}
             fed.update({tensor: draws[name]

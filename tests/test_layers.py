@@ -4,22 +4,10 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import (HIDDEN, VOCAB, build, one_hot_steps, run_script, run_steps, session_of,
-                      zero_state)
+from conftest import (HIDDEN, VOCAB, build, load_weights, one_hot_steps, run_script, run_steps,
+                      session_of, weights_of, zero_state)
 
 IDS = [3, 1, 4, 1, 5, 0, 2, 2, 5, 3]
-
-
-def weights_of(model, session):
-    return {v.op.name: session.run(v) for v in model.graph.get_collection("variables")}
-
-
-def load_weights(model, session, weights):
-    """Give a graph another graph's weights, by variable name: the graphs need not have been
-    built alike, only their variables must be named alike."""
-    session.run(model.init)
-    for variable in model.graph.get_collection("variables"):
-        variable.load(weights[variable.op.name], session)
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,6 @@ def build_graph(tf, vocab_size, options):
         cross_entropy = tf1.nn.softmax_cross_entropy_with_logits_v2(
             labels=tf.reshape(y, [-1, vocab_size]), logits=logits)
         loss = tf.reduce_mean(cross_entropy, name="loss")
-        transpose_kernel_once(tf, graph, layers, options)
         if options.optimizer == "adam":
             optimizer = tf1.train.AdamOptimizer(learning_rate=options.learning_rate)
         else:
@@ -283,14 +282,13 @@ def layer_by_layer(tf, dynamic_rnn, layers, inputs, initial_state, keep_prob, op
     final_states = []
     for number, (cell, state) in enumerate(zip(layers, states)):
         scope = "rnn" if len(layers) == 1 else f"rnn/multi_rnn_cell/cell_{number}"
-
-        def forward(inputs, c, h, cell=cell, scope=scope):
-            outputs, final = dynamic_rnn(cell, inputs, initial_state=LSTMStateTuple(c, h),
-                                         time_major=True, scope=scope)
-            return outputs, final.c, final.h
         if written_gradient_applies(options):
-            forward = with_window_gradient(tf, forward, cell)
-        inputs, c, h = forward(inputs, state.c, state.h)
+            inputs, c, h = with_window_gradient(tf, dynamic_rnn, cell, scope)(
+                inputs, state.c, state.h)
+        else:
+            outputs, final = dynamic_rnn(cell, inputs, initial_state=state, time_major=True,
+                                         scope=scope)
+            inputs, c, h = outputs, final.c, final.h
         if keep_prob is not None:
             inputs = tf.nn.dropout(inputs, rate=1 - keep_prob)
         final_states.append(LSTMStateTuple(c, h))
@@ -340,24 +338,59 @@ def backward_blocks(streams, hidden):
     return 4 if streams == 1 and hidden % 4 == 0 else 1
 
 
-def with_window_gradient(tf, forward, cell):
-    """forward(inputs, c, h) -> (outputs, c, h), dynamic_rnn over `cell`, with its gradient
-    computed by window_backward instead of by TensorFlow from the loop dynamic_rnn built."""
+class CellKeepingGates:
+    """The post's LSTMCell, stepped exactly as dynamic_rnn steps it, whose output at each
+    step also carries what the step computed on the way and the backward pass needs: c, and
+    the gates before their nonlinearities (z_t W + b, from the cell's own BiasAdd). Kept
+    this way, window_backward need not compute them again. It calls the cell as dynamic_rnn
+    calls a cell, adding no variable scope, so the variables keep the post's names."""
+
+    def __init__(self, tf, cell):
+        self.graph_of = tf.compat.v1.get_default_graph
+        self.cell = cell
+        self.state_size = cell.state_size
+        hidden = cell.output_size
+        self.output_size = (hidden, hidden, 4 * hidden)
+
+    def zero_state(self, batch_size, dtype):
+        return self.cell.zero_state(batch_size, dtype)
+
+    def __call__(self, inputs, state):
+        graph = self.graph_of()
+        before = len(graph.get_operations())
+        h, new_state = self.cell(inputs, state)
+        gates = [op.outputs[0] for op in graph.get_operations()[before:]
+                 if op.type == "BiasAdd"]
+        if len(gates) != 1:
+            raise ValueError("LSTMCell no longer adds its bias in one BiasAdd")
+        return (h, new_state.c, gates[0]), new_state
+
+
+def with_window_gradient(tf, dynamic_rnn, cell, scope):
+    """rnn(inputs, c, h) -> (outputs, c, h): dynamic_rnn over `cell` in `scope`, with its
+    gradient computed by window_backward from the c's and gates the forward kept, instead of
+    by TensorFlow from the loop that dynamic_rnn built."""
+    LSTMStateTuple = tf.compat.v1.nn.rnn_cell.LSTMStateTuple
+    keeping = CellKeepingGates(tf, cell)
+
     @tf.custom_gradient
     def rnn(inputs, c_first, h_first):
-        outputs, c_last, h_last = forward(inputs, c_first, h_first)
+        (outputs, c, gates), final = dynamic_rnn(
+            keeping, inputs, initial_state=LSTMStateTuple(c_first, h_first), time_major=True,
+            scope=scope)
 
         def gradient(d_outputs, d_c_last, d_h_last, variables=None):
             d_inputs, d_c_first, d_h_first, d_weights = window_backward(
-                tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_last, d_h_last)
+                tf, cell, inputs, c_first, h_first, outputs, c, gates, d_outputs, d_c_last,
+                d_h_last)
             return ((d_inputs, d_c_first, d_h_first),
                     [d_weights[variable.ref()] for variable in variables])
-        return (outputs, c_last, h_last), gradient
+        return (outputs, final.c, final.h), gradient
     return rnn
 
 
-def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_last,
-                    d_h_last):
+def window_backward(tf, cell, inputs, c_first, h_first, outputs, c, gates, d_outputs,
+                    d_c_last, d_h_last):
     """The gradient of one LSTMCell layer over a window, written out.
 
     TensorFlow differentiates dynamic_rnn step by step: at each of the window's steps it
@@ -386,9 +419,9 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_
 
         dW = sum_t z_t^T da_t    db = sum_t da_t    dx_t = da_t W_x^T
 
-    The forward keeps only the h's; the gates are computed again from them, for all steps
-    in one product, and the c's with an elementwise scan. Everything in da that does not
-    depend on dh and dc is formed for the whole window before the loop, so each step is a
+    The forward kept every step's c and gates before their nonlinearities (c and gates here,
+    [steps, streams, ...], from CellKeepingGates). Everything in da that does not depend on
+    dh and dc is formed from them for the whole window before the loop, so each step is a
     few elementwise operations and one product with W_h^T, transposed once (in column blocks
     for one stream: backward_blocks). Returns the gradients of inputs, c_first and h_first,
     and {variable.ref(): gradient} for the cell's kernel and bias. tests/test_gradient.py
@@ -401,18 +434,11 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_
             or config["num_proj"]):
         raise ValueError("window_backward is written for LSTMCell's defaults")
     kernel, bias = cell.variables
-    hidden = h_first.shape[-1]
-    steps, streams = tf.shape(inputs)[0], inputs.shape[1]
-    h_before = tf.concat([h_first[tf.newaxis], outputs[:-1]], 0)
-    z = tf.reshape(tf.concat([inputs, h_before], 2), [-1, kernel.shape[0]])
-    gates = dict(zip(GATE_ORDER, tf.split(
-        tf.reshape(tf.add(tf.matmul(z, kernel), bias, name="gates_again"),
-                   [steps, streams, 4 * hidden]), 4, axis=2)))
+    hidden, streams = h_first.shape[-1], inputs.shape[1]
+    gates = dict(zip(GATE_ORDER, tf.split(gates, 4, axis=2)))
     i, g = tf.sigmoid(gates["i"]), tf.tanh(gates["j"])
     f = tf.sigmoid(gates["f"] + config["forget_bias"])
     o = tf.sigmoid(gates["o"])
-    c = tf.scan(lambda c_before, now: now[0] * c_before + now[1], (f, i * g),
-                initializer=c_first)
     c_before = tf.concat([c_first[tf.newaxis], c[:-1]], 0)
     tanh_c = tf.tanh(c)
     dh_to_dc = o * (1 - tanh_c * tanh_c)
@@ -437,6 +463,8 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_
     dh_first, dc_first, da = tf.scan(
         step, (d_outputs, dh_to_dc, to_gates, f), reverse=True,
         initializer=(d_h_last, d_c_last, tf.zeros_like(to_gates[0])))
+    h_before = tf.concat([h_first[tf.newaxis], outputs[:-1]], 0)
+    z = tf.reshape(tf.concat([inputs, h_before], 2), [-1, kernel.shape[0]])
     da = tf.reshape(da, [-1, 4 * hidden])
     d_inputs = tf.reshape(tf.matmul(da, kernel[:-hidden], transpose_b=True, name="d_inputs"),
                           tf.shape(inputs))
@@ -446,62 +474,11 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, d_outputs, d_c_
 
 
 def written_gradient_applies(options):
-    """Whether training goes through window_backward. By default (--gradient auto) only at
-    batch 1, where TensorFlow's gradient forms outer products the size of the kernel at every
-    step and the written one trained 2.2 times faster; at batch 32, one layer or two, float32
-    or --bf16, TensorFlow's own gradient (with the kernel transposed once) measured faster
-    here, as it keeps the forward's gates where the written one computes them again
-    (tests/benchmark.py has the rows)."""
-    if options.gradient == "auto":
-        return options.batch_size == 1
-    return options.gradient == "written"
-
-
-def transpose_kernel_once(tf, graph, layers, options):
-    """Have TensorFlow's gradient multiply by each kernel transposed once a window, not at
-    every step.
-
-    Each layer, at each step of its loop, computes gates = concat([x, h]) @ kernel, and the
-    gradient with respect to concat([x, h]) is dgates @ kernel^T. TensorFlow's gradient asks
-    oneDNN for that product with the kernel transposed on the fly, at every step, and
-    oneDNN's AVX-512 code is slow at it. Given a copy of the kernel transposed once, before
-    the loop, the backward pass trains faster at batch 32 (tests/benchmark.py has a row that
-    undoes it). With --bf16 the copy measured no faster; the written gradient has no such
-    product. The gradient is the same either way (tests/test_graph.py compares them).
-
-    It reaches into the loops that dynamic_rnn built, so it does nothing if a later
-    TensorFlow builds them differently (the same test tells).
-    """
-    if written_gradient_applies(options) or bfloat16_applies(options):
-        return
-    kernels = [layer.variables[0] for layer in layers]
-    loops = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
-    products = {}
-    for loop in loops:
-        body = getattr(loop, "_body_graph", None)
-        if body is None:
-            continue
-        # Inside the loop the product reads its kernel through a captured tensor.
-        outside = {inner.ref(): outer for outer, inner in body.captures}
-        for op in body.get_operations():
-            read = outside.get(op.inputs[1].ref()) if op.type == "MatMul" else None
-            for kernel in kernels:
-                if read is not None and read.name.startswith(kernel.op.name + "/"):
-                    products[kernel.ref()] = op
-    if len(products) != len(kernels) or not all(
-            hasattr(op, "_gradient_function") for op in products.values()):
-        return
-    for kernel in kernels:
-        products[kernel.ref()]._gradient_function = transposed_gradient(
-            tf, tf.transpose(kernel, name="kernel_transposed"))
-
-
-def transposed_gradient(tf, kernel_transposed):
-    """The gradient of concat([x, h]) @ kernel, given the kernel transposed already."""
-    def gradient(product, dgates):
-        return (tf.matmul(dgates, kernel_transposed),
-                tf.matmul(product.inputs[0], dgates, transpose_a=True))
-    return gradient
+    """Whether training goes through window_backward: unless --gradient tensorflow, for it
+    trained faster than TensorFlow's gradient at every batch size, depth and precision that
+    tests/benchmark.py measures. (A checkpoint may store "auto", the default for a while,
+    when the written gradient still computed the gates again and lost at batch 32.)"""
+    return options.gradient != "tensorflow"
 
 
 # Beyond the post: held-out evaluation -----------------------------------------------------
@@ -732,7 +709,7 @@ def layer_inputs(options, vocab_size):
 def training_bytes(options, vocab_size):
     """About how much memory training the model takes, TensorFlow's own aside: seven copies of
     the weights (the weights, their gradient, Adam's two slots, and in the backward pass the
-    kernel's gradient of one step, its running sum and the transposed kernel), one window's
+    kernel's gradient of one step, its running sum and W_h^T), one window's
     activations kept for the backward pass, and the held-out tracks scored side by side."""
     hidden = options.hidden_dim
     weights = weight_count(options, vocab_size)
@@ -1198,7 +1175,7 @@ class Options:
     sampler: str = option("graph", CARRIED, choices=("graph", "feed"))
     best: bool = option(False)
     seed: int = option(None, CARRIED, check=non_negative_int)
-    gradient: str = option("auto", CARRIED, choices=("auto", "written", "tensorflow"))
+    gradient: str = option("written", CARRIED, choices=("written", "tensorflow"))
     bf16: bool = option(False, CARRIED)
     plots_dir: str = option("plots", CARRIED, "DIR")
     save_dir: str = option(None, metavar="DIR")
@@ -1266,8 +1243,7 @@ FLAG_HELP = {
     "speed (see the Performance section of README.md)": {
         "gradient": "train through each layer's backward pass written out for the window, "
                     "or through the gradient TensorFlow derives from dynamic_rnn's loop: the "
-                    "same numbers; auto takes the written one at batch 1, where it is faster "
-                    "(default: %(default)s)",
+                    "same numbers, and the written one faster (default: %(default)s)",
         "bf16": "run the LSTM in bfloat16: its products, gates and state, forward and "
                 "backward (the weights and the optimizer stay float32; the numbers differ "
                 "slightly); left off on processors without AVX512-BF16 or AMX-BF16, and "

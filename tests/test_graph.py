@@ -318,52 +318,6 @@ def test_clipping_bounds_the_update(lstm, tf):
     assert update_norm(0.01) == pytest.approx(0.01, rel=1e-3)
 
 
-# A deeper network's kernels get smaller gradients: a larger step moves them as far.
-@pytest.mark.parametrize("layers, learning_rate", [(1, 0.5), (3, 2.0)])
-def test_the_kernel_transposed_once_gives_tensorflows_own_gradient(lstm, tf, monkeypatch,
-                                                                   layers, learning_rate):
-    """At batch 2 and more the backward pass multiplies by each layer's kernel transposed once
-    a window (the faster product there); the weights it trains to are those of TensorFlow's
-    own gradient."""
-    rng = np.random.default_rng(5)
-    window = aux_funcs.encode(rng.integers(0, VOCAB, (13, 2)), VOCAB)
-
-    def trained_weights():
-        model = build(lstm, tf, learning_rate=learning_rate, optimizer="sgd", seed=3,
-                      batch_size=2, num_layers=layers)
-        variables = model.graph.get_collection("trainable_variables")
-        copies = [op for op in model.graph.get_operations()
-                  if op.type == "Transpose" and op.name.startswith("kernel_transposed")]
-        with tf.compat.v1.Session(graph=model.graph) as session:
-            session.run(model.init)
-            start = session.run(variables)
-            for _ in range(3):
-                session.run(model.training, {model.x: window[:-1], model.y: window[1:],
-                                             model.init_state: zero_state(model)})
-            kernels = ["kernel" in variable.name for variable in variables]
-            return start, session.run(variables), len(copies), kernels
-
-    start, transposed_once, copies, kernels = trained_weights()
-    monkeypatch.setattr(lstm, "transpose_kernel_once", lambda *unused: None)
-    _, tensorflows, _, _ = trained_weights()
-    # If this fails after a TensorFlow upgrade, its loop is built differently: training is
-    # still right, only slower at batch 32 (tests/benchmark.py).
-    assert copies == layers, "each layer's product should get its kernel transposed once"
-    assert [w.shape for w in transposed_once] == [w.shape for w in tensorflows]
-    for mine, theirs in zip(transposed_once, tensorflows):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
-    kernel_moved = max(np.abs(after - before).max() for after, before, kernel
-                       in zip(transposed_once, start, kernels) if kernel)
-    assert kernel_moved > 1e-2, "the kernels barely trained, so equal weights would say little"
-
-
-@pytest.mark.parametrize("options", [{"batch_size": 1},
-                                     {"batch_size": 2, "gradient": "written"}])
-def test_where_the_copy_measured_no_faster_tensorflows_gradient_stays(lstm, tf, options):
-    model = build(lstm, tf, **options)
-    assert "kernel_transposed" not in [op.name for op in model.graph.get_operations()]
-
-
 def test_bf16_runs_the_lstm_and_its_state_in_bfloat16_where_the_processor_can(lstm, tf):
     """What --help says --bf16 does: the products, gates and state in bfloat16, so the numbers
     differ slightly; on a processor without bfloat16 instructions nothing changes."""
@@ -392,14 +346,11 @@ def test_bf16_runs_the_lstm_and_its_state_in_bfloat16_where_the_processor_can(ls
 def test_bf16_applies_only_where_the_processor_multiplies_bfloat16(lstm, tf, monkeypatch,
                                                                    instruction_sets):
     """Without AVX512-BF16 or AMX-BF16 TensorFlow emulates bfloat16, slower than float32: there
-    --bf16 leaves the session and the transposed kernel as in float32."""
+    --bf16 leaves the session as in float32."""
     monkeypatch.setattr(aux_funcs, "bfloat16_instruction_sets", lambda: instruction_sets)
     applies = bool(instruction_sets)
     rewrite = lstm.session_config(tf, lstm.Options(bf16=True)).graph_options.rewrite_options
     assert (rewrite.auto_mixed_precision_onednn_bfloat16 == type(rewrite).ON) == applies
-    graph = build(lstm, tf, batch_size=2, bf16=True).graph
-    transposed = [op for op in graph.get_operations() if op.name.startswith("kernel_transposed")]
-    assert bool(transposed) == (not applies)
 
 
 def test_the_memory_estimate_counts_every_weight_of_the_graph(lstm, model):

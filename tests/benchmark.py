@@ -10,17 +10,16 @@ configurations take turns, repeat after repeat, so that a slow minute of this sh
 falls on all of them; the table gives the median of the repeats and its ratios, measured in the
 same run, to the post's program, to this program as it was before the backward pass was
 written out (commit BEFORE, read from git), and to PyTorch. At batch 1, 32 and two layers there
-are rows for the written gradient and TensorFlow's own, one of them the default (--gradient
-auto), and rows that undo or add one choice each, to show on this machine whether it pays: the
-kernel transposed once, W_h^T in four blocks at batch 1, XLA auto-clustering, oneDNN capped at
-AVX2, and --bf16 (a choice of precision, left to the user). When torch is installed (`pip install torch`; it is
-not a requirement), PyTorch's nn.LSTM trains the same model, loss, optimizer and batch in the
-same run; at batch 1 also with oneDNN off, to show what its fused LSTM is worth; without it,
-its rows say how to get it. Rows that would measure nothing new on this processor say why
-instead: --bf16 without AVX512-BF16 or AMX-BF16 (the program leaves it off), the AVX2 cap
-without AVX-512. Then the profiles: the ops that take the most of one training step, from
-TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB text, from
-start to the first report line.
+are rows for the written gradient (the default) and TensorFlow's own, and rows that undo or add
+one choice each, to show on this machine whether it pays: W_h^T in four blocks at batch 1, XLA
+auto-clustering, oneDNN capped at AVX2, and --bf16 (a choice of precision, left to the user).
+When torch is installed (`pip install torch`; it is not a requirement), PyTorch's nn.LSTM
+trains the same model, loss, optimizer and batch in the same run; at batch 1 also with oneDNN
+off, to show what its fused LSTM is worth; without it, its rows say how to get it. Rows that
+would measure nothing new on this processor say why instead: --bf16 without AVX512-BF16 or
+AMX-BF16 (the program leaves it off), the AVX2 cap without AVX-512. Then the profiles: the ops
+that take the most of one training step, from TensorFlow's step stats (RunOptions
+FULL_TRACE). Last, the scale check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -57,18 +56,16 @@ class Config:
     """One row: what it is, its batch and layers, what runs it (this tf-lstm-char.py, the one of
     commit BEFORE, or PyTorch with or without oneDNN), TensorFlow's oneDNN kernels, the gradient,
     and what the program does or does not do by itself, measured to show whether it pays: XLA
-    auto-clustering, --bf16, W_h^T in one block at batch 1, the kernel transposed once for
-    TensorFlow's gradient, an environment."""
+    auto-clustering, --bf16, W_h^T in one block at batch 1, an environment."""
     what: str
     batch: int = 1
     layers: int = 1
     runs: str = "script"
     onednn: int = 1
-    gradient: str = "written"  # or "auto" (the program's choice), or "tensorflow"
+    gradient: str = "written"  # the default, or "tensorflow"
     xla: bool = False
     bf16: bool = False
     one_block: bool = False
-    transpose: bool = True
     samplers: tuple = ()
     environment: dict = field(default_factory=dict)
 
@@ -77,8 +74,7 @@ CONFIGS = {
     "baseline": Config("the post's program: TensorFlow's gradient, oneDNN off", onednn=0,
                        gradient="tensorflow", samplers=("feed",)),
     "before": Config(f"main before ({BEFORE}): TF's gradient, XLA", runs="before"),
-    "defaults": Config("defaults: the written gradient", samplers=("feed", "graph"),
-                       gradient="auto"),
+    "defaults": Config("defaults: the written gradient", samplers=("feed", "graph")),
     "one-block": Config("the written gradient, W_h^T in one block", one_block=True),
     "xla": Config("the written gradient, XLA auto-clustering on", xla=True),
     "tf-gradient": Config("--gradient tensorflow", gradient="tensorflow"),
@@ -87,22 +83,21 @@ CONFIGS = {
                                 runs="torch-no-onednn"),
     "before32": Config(f"main before ({BEFORE}): TF's gradient, kernel^T once", 32,
                        runs="before"),
-    "batch32": Config("--batch-size 32: TF's gradient, kernel^T once", 32, gradient="auto"),
-    "batch32-written": Config("--batch-size 32 --gradient written", 32),
-    "batch32-no-transpose": Config("--batch-size 32, TF's gradient, kernel^T at each step", 32,
-                                   gradient="tensorflow", transpose=False),
-    "batch32-bf16": Config("--batch-size 32 --bf16", 32, gradient="auto", bf16=True),
-    "batch32-bf16-written": Config("--batch-size 32 --bf16 --gradient written", 32, bf16=True),
-    "batch32-avx2": Config("--batch-size 32, oneDNN capped at AVX2", 32, gradient="auto",
+    "batch32": Config("--batch-size 32: the written gradient", 32),
+    "batch32-tf": Config("--batch-size 32 --gradient tensorflow", 32, gradient="tensorflow"),
+    "batch32-bf16": Config("--batch-size 32 --bf16", 32, bf16=True),
+    "batch32-bf16-tf": Config("--batch-size 32 --bf16 --gradient tensorflow", 32,
+                              gradient="tensorflow", bf16=True),
+    "batch32-avx2": Config("--batch-size 32, oneDNN capped at AVX2", 32,
                            environment={"ONEDNN_MAX_CPU_ISA": "AVX2"}),
     "pytorch32": Config("PyTorch nn.LSTM, the same model, loss and Adam", 32, runs="torch"),
     "before-layers2": Config(f"main before ({BEFORE}), 2 layers", 32, 2, runs="before"),
-    "layers2": Config("--batch-size 32 --num-layers 2", 32, 2, gradient="auto"),
-    "layers2-written": Config("--batch-size 32 --num-layers 2 --gradient written", 32, 2),
-    "layers2-bf16": Config("--batch-size 32 --num-layers 2 --bf16", 32, 2, gradient="auto",
-                           bf16=True),
-    "layers2-bf16-written": Config("--num-layers 2 --bf16 --gradient written", 32, 2,
-                                   bf16=True),
+    "layers2": Config("--batch-size 32 --num-layers 2", 32, 2),
+    "layers2-tf": Config("--batch-size 32 --num-layers 2 --gradient tensorflow", 32, 2,
+                         gradient="tensorflow"),
+    "layers2-bf16": Config("--batch-size 32 --num-layers 2 --bf16", 32, 2, bf16=True),
+    "layers2-bf16-tf": Config("--num-layers 2 --bf16 --gradient tensorflow", 32, 2,
+                              gradient="tensorflow", bf16=True),
     "pytorch32-layers2": Config("PyTorch nn.LSTM, 2 layers", 32, 2, runs="torch"),
 }
 # Without torch (not a requirement) its rows say how to get it.
@@ -193,8 +188,6 @@ def worker(name, iterations):
                                gradient=config.gradient, bf16=config.bf16)
     if config.one_block:
         lstm.backward_blocks = lambda *unused: 1
-    if not config.transpose:
-        lstm.transpose_kernel_once = lambda *unused: None
     import numpy as np
 
     tf = lstm.import_tensorflow(options)
@@ -238,12 +231,12 @@ def worker(name, iterations):
 # What the profile's largest ops compute, by the end of their node names.
 ROLES = {
     "lstm_cell/BiasAdd": "forward: gates = [x, h] @ kernel + bias, a step",
-    "gates_again": "the window's gates again, in one product",
     "dh_before": "dh_before = da @ W_h^T, a step (a block of it at batch 1)",
     "d_kernel": "d kernel = z^T @ da, the window in one product",
     "d_inputs": "d inputs = da @ W_x^T, the window in one product",
     "MatMul_grad/MatMul": "d kernel, a step (TensorFlow's gradient)",
     "MatMul_grad/MatMul_1": "d [x, h] = d gates @ kernel^T, a step (TensorFlow's gradient)",
+    "TensorListSetItem": "the forward's h, c and gates kept, a step",
     "gradients/AddN_3": "d kernel summed over the steps (TensorFlow's gradient)",
     "split_grad/concat": "d gates: the four gates' gradients joined",
     "lstm_cell/split": "the gates split in four",
@@ -490,9 +483,9 @@ def main():
     print(f"\nwhat the program does by itself, measured on this processor ({processor()}):")
     for name, other, what in [
             ("defaults", "tf-gradient", "the written gradient at batch 1"),
-            ("batch32-written", "batch32", "the written gradient at batch 32"),
-            ("layers2-written", "layers2", "the written gradient for 2 layers"),
-            ("batch32-bf16-written", "batch32-bf16", "the written gradient with --bf16")]:
+            ("batch32", "batch32-tf", "the written gradient at batch 32"),
+            ("layers2", "layers2-tf", "the written gradient for 2 layers"),
+            ("batch32-bf16", "batch32-bf16-tf", "the written gradient with --bf16")]:
         if name in measured and other in measured:
             print(f"{what}: {against(name, other):.2f}x TensorFlow's gradient; " + advice(
                 against(name, other), "the program should use it here",
@@ -500,9 +493,6 @@ def main():
     print(f"W_h^T in four blocks at batch 1: {against('defaults', 'one-block'):.2f}x one "
           "block; " + advice(against("defaults", "one-block"), "keep it",
                              "it no longer pays here: drop it"))
-    transposed = against("batch32", "batch32-no-transpose")
-    print(f"the kernel transposed once trains batch 32 at {transposed:.2f}x TensorFlow's own "
-          "gradient: " + advice(transposed, "keep it", "it no longer pays here: drop it"))
     xla = against("xla", "defaults")
     print(f"XLA auto-clustering at batch 1: {xla:.2f}x the defaults; " + advice(
         xla, "it pays here: turn it on again", "the program leaves it off"))

@@ -71,6 +71,8 @@ def assert_one_line_and_nothing_lost(result, code, words, before, folder):
     (["--visualize", "--sample"], "--sample and --visualize do not go together"),
     (["--passage-length", "50"], "--passage-length goes with --visualize"),
     (["--passage-start", "-1", "--visualize"], "--passage-start: must be 0 or more"),
+    (["--visualize", "--passage-length", "99999999"], "--passage-length: must be at most 20,000"),
+    (["--visualize", "--passage-length", "0"], "--passage-length: must be a positive integer"),
 ])
 def test_bad_flags(earlier_run, no_tensorflow, args, words):
     before = files_of(earlier_run)

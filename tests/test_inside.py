@@ -129,6 +129,22 @@ def test_a_page_of_5000_characters_stays_under_3_mb(tmp_path):
     assert page_path.stat().st_size < 3 * 2**20
 
 
+def test_the_longest_passage_allowed_makes_a_page_of_about_7_5_mb(lstm, tmp_path):
+    """PASSAGE_LIMIT was chosen from how long Chromium took to open pages of a size; the page
+    format growing would make that limit wrong."""
+    assert lstm.parse_args(["--visualize", "--passage-length", str(lstm.PASSAGE_LIMIT)])[
+        "passage_length"] == lstm.PASSAGE_LIMIT
+    length = lstm.PASSAGE_LIMIT
+    rng = np.random.default_rng(4)
+    passage = "".join(rng.choice(list("abcdefghij KLMN.\n[]'"), length))
+    top_next = [[(ch, 0.123) for ch in "abcde"]] * length
+    cells = [(f"cell {k}", rng.uniform(-1, 1, length)) for k in range(8)]
+    page_path = aux_funcs.write_cells_page(
+        tmp_path / "p.html", "limit", ["note"], passage, rng.uniform(0, 9, length), top_next,
+        [("found", cells[:5]), ("random", cells[5:])], b"\x89PNG" * 20_000)
+    assert 5 * 2**20 < page_path.stat().st_size < 9 * 2**20
+
+
 @pytest.mark.parametrize("options", [{}, {"num_layers": 2, "dropout": 0.3}])
 def test_the_gates_rebuild_what_dynamic_rnn_gives(lstm, tf, options):
     """The look inside computes each layer's gates from its kernel and bias; the c and h it

@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import time
+import zipfile
 from collections import namedtuple
 
 import numpy as np
@@ -624,8 +625,19 @@ RUN_INFO = ("format", "vocabulary", "options", "text_sha256", "iteration", "posi
             "rng_state", "best")
 RUN_ARRAYS = ("state", "loss_hist", "smooth_loss_hist", "val_points")
 CHECKPOINT_LIST = "checkpoint"
-# A checkpoint on disk: its path prefix, its .json contents and its .npz arrays.
-Checkpoint = namedtuple("Checkpoint", "prefix info arrays")
+# A checkpoint on disk: its path prefix, its .json contents and its .npz arrays; and the newer
+# ones passed over on the way to it, each "name (why)", as damaged.
+Checkpoint = namedtuple("Checkpoint", "prefix info arrays passed_over", defaults=((),))
+# TensorFlow's files of a checkpoint, beside which this program keeps its .json and .npz.
+TENSORFLOW_FILES = (".index", ".data-00000-of-00001")
+
+
+class DamagedCheckpoint(UserError):
+    """A checkpoint whose files are missing, cut short or unreadable; `why` says which."""
+
+    def __init__(self, prefix, why):
+        super().__init__(f"checkpoint {prefix} is damaged or incomplete ({why})")
+        self.why = why
 
 
 def checkpoint_name(iteration):
@@ -690,16 +702,22 @@ def listed_checkpoints(save_dir):
 
 
 def read_checkpoint(prefix):
-    """The checkpoint at `prefix`, its side files read and checked, as a Checkpoint."""
+    """The checkpoint at `prefix`, its side files read and checked and TensorFlow's files
+    checked against each other, as a Checkpoint; DamagedCheckpoint where they fall short."""
+    check_tensorflow_files(prefix)
     try:
         info, arrays = load_run_state(prefix)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"checkpoint {prefix} is damaged or incomplete ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DamagedCheckpoint(prefix, f"its .json does not parse: {exc.msg}") from None
+    except OSError as exc:
+        raise DamagedCheckpoint(prefix, f"{os.path.basename(exc.filename or prefix)}: "
+                                        f"{(exc.strerror or 'unreadable').lower()}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DamagedCheckpoint(prefix, f"its .npz cannot be read: {exc}") from None
     missing = [key for key in RUN_INFO if not isinstance(info, dict) or key not in info]
     missing += [key for key in RUN_ARRAYS if key not in arrays]
     if missing:
-        raise UserError(f"checkpoint {prefix} is damaged or incomplete (no "
-                        f"{', '.join(missing)})")
+        raise DamagedCheckpoint(prefix, f"no {', '.join(missing)}")
     if info["format"] != CHECKPOINT_FORMAT:
         raise UserError(f"checkpoint {prefix} has format {info['format']!r}, which this "
                         f"version does not read (it reads format {CHECKPOINT_FORMAT})")
@@ -707,19 +725,129 @@ def read_checkpoint(prefix):
 
 
 def latest_checkpoint(save_dir, best=False):
-    """The newest complete checkpoint in save_dir, or with `best` the one with the lowest
-    validation loss, as a Checkpoint."""
+    """The newest intact checkpoint in save_dir, or with `best` the one with the lowest
+    validation loss (the newest intact one where that is damaged), as a Checkpoint whose
+    passed_over names the damaged ones passed over, and why. Damaged files stay as they are."""
     names = listed_checkpoints(save_dir)
     if not names:
         raise UserError(f"no checkpoint in {save_dir}; train first, or give the --save-dir "
                         "of a run")
-    latest = read_checkpoint(os.path.join(save_dir, names[-1]))
-    if not best:
-        return latest
-    if latest.info["best"] is None:
+    passed_over = []
+    for name in reversed(names):
+        try:
+            latest = read_checkpoint(os.path.join(save_dir, name))
+            break
+        except DamagedCheckpoint as exc:
+            passed_over.append(f"{name} ({exc.why})")
+    else:
+        raise UserError(f"no intact checkpoint in {save_dir}: {'; '.join(passed_over)}")
+    if best and latest.info["best"] is None:
         raise UserError(f"{save_dir} has no best checkpoint: its run held no text out "
                         "(--val-fraction 0)")
-    return read_checkpoint(checkpoint_prefix(save_dir, latest.info["best"][0]))
+    if best and latest.info["best"][0] != latest.info["iteration"]:
+        prefix = checkpoint_prefix(save_dir, latest.info["best"][0])
+        try:
+            return read_checkpoint(prefix)._replace(passed_over=tuple(passed_over))
+        except DamagedCheckpoint as exc:
+            passed_over.append(f"{os.path.basename(prefix)}, the best ({exc.why})")
+    return latest._replace(passed_over=tuple(passed_over))
+
+
+def check_tensorflow_files(prefix):
+    """Refuse a checkpoint whose TensorFlow files are missing or unreadable, whose index does
+    not parse, or whose data file is shorter than the index says (cut short)."""
+    try:
+        with open(prefix + ".index", "rb") as handle:
+            index = handle.read()
+        data_size = os.path.getsize(prefix + ".data-00000-of-00001")
+    except OSError as exc:
+        raise DamagedCheckpoint(prefix, f"{os.path.basename(exc.filename or prefix)}: "
+                                        f"{(exc.strerror or 'unreadable').lower()}") from None
+    try:
+        needed = max((offset + size for offset, size in tensor_extents(index)), default=0)
+    except (ValueError, IndexError):
+        raise DamagedCheckpoint(prefix, "its .index is not a checkpoint index") from None
+    if data_size < needed:
+        raise DamagedCheckpoint(prefix, f"its data file has {data_size:,} of the {needed:,} "
+                                        "bytes its index lists")
+
+
+# TensorFlow writes a checkpoint's .index as a table in LevelDB's format (an SSTable): blocks
+# of key/value entries, an index block that points at them, and a 48-byte footer ending in
+# this number. Each key is a tensor's name; each value a BundleEntryProto, which says where
+# in the data file the tensor lies.
+TABLE_MAGIC = 0xDB4775248B80FB57
+
+
+def tensor_extents(index):
+    """(offset, size) in the data file of each tensor a checkpoint's .index lists; ValueError
+    or IndexError where the bytes are not such an index."""
+    footer = index[-48:]
+    if len(index) < 48 or int.from_bytes(footer[-8:], "little") != TABLE_MAGIC:
+        raise ValueError("no table footer")
+    position = varint(footer, varint(footer, 0)[1])[1]  # past the metaindex block's handle
+    index_offset, position = varint(footer, position)
+    index_size, _ = varint(footer, position)
+    for _, handle in block_entries(index[index_offset:index_offset + index_size]):
+        offset, position = varint(handle, 0)
+        size, _ = varint(handle, position)
+        if index[offset + size] != 0:
+            raise ValueError("a compressed block")  # TensorFlow writes them uncompressed
+        for key, value in block_entries(index[offset:offset + size]):
+            if key:  # the empty key holds the header, not a tensor
+                fields = protobuf_varints(value)
+                yield fields.get(4, 0), fields.get(5, 0)
+
+
+def varint(data, position):
+    """The unsigned varint (LevelDB's and protobuf's) at `position`, and the position after."""
+    value = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
+def block_entries(block):
+    """The (key, value) pairs of one table block: keys share a prefix with the one before;
+    the block ends in its restart points and their count, 4 bytes each."""
+    restarts = int.from_bytes(block[-4:], "little")
+    end = len(block) - 4 * (restarts + 1)
+    if restarts == 0 or end < 0:
+        raise ValueError("not a table block")
+    position, key = 0, b""
+    while position < end:
+        shared, position = varint(block, position)
+        unshared, position = varint(block, position)
+        length, position = varint(block, position)
+        key = key[:shared] + block[position:position + unshared]
+        position += unshared
+        yield key, block[position:position + length]
+        position += length
+
+
+def protobuf_varints(message):
+    """A protobuf message's varint fields by number (others skipped): enough of a
+    BundleEntryProto to read its offset (4) and size (5)."""
+    fields, position = {}, 0
+    while position < len(message):
+        tag, position = varint(message, position)
+        wire = tag & 7
+        if wire == 0:
+            fields[tag >> 3], position = varint(message, position)
+        elif wire == 2:
+            length, position = varint(message, position)
+            position += length
+        elif wire in (1, 5):
+            position += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+    if position != len(message):
+        raise ValueError("a field runs past the message")
+    return fields
 
 
 # Beyond the post: the console and signals -------------------------------------------------

@@ -202,6 +202,10 @@ def main(argv=None):
     if typed.get("visualize"):
         return visualize_command(typed)
     resumed = checkpoint_to_read(typed) if typed.get("resume") else None
+    if resumed and resumed.passed_over:
+        # Going on in that folder would write over the damaged checkpoints: the run goes on
+        # in a new folder, the one a fresh run would take.
+        typed = {name: value for name, value in typed.items() if name != "save_dir"}
     options = resolve_options(typed, resumed, (MODEL, SPLIT, CARRIED))
 
     text, char_to_idx, idx_to_char, vocab_size = aux_funcs.load(options.text_file,
@@ -768,16 +772,24 @@ def run_name(save_dir):
 
 
 def checkpoint_to_read(typed, best=False):
-    """The checkpoint that --resume, --sample or --visualize reads: the latest (or best) one in
-    --save-dir, or without it in the run of the text whose checkpoints were written last."""
-    if typed.get("save_dir"):
-        return aux_funcs.latest_checkpoint(typed["save_dir"], best)
-    name = aux_funcs.text_name_of(typed.get("text_file", DEFAULT_TEXT))
-    folder = aux_funcs.latest_run_folder(CHECKPOINTS_DIR, name)
-    if folder is None:
-        raise UserError(f"no run of {name} in {CHECKPOINTS_DIR}/; train first, or give the "
-                        "--save-dir of a run")
-    return aux_funcs.latest_checkpoint(folder, best)
+    """The checkpoint that --resume, --sample or --visualize reads: the latest (or best) intact
+    one in --save-dir, or without it in the run of the text whose checkpoints were written
+    last. Damaged ones passed over on the way are named, with why, in one line."""
+    folder = typed.get("save_dir")
+    if not folder:
+        name = aux_funcs.text_name_of(typed.get("text_file", DEFAULT_TEXT))
+        folder = aux_funcs.latest_run_folder(CHECKPOINTS_DIR, name)
+        if folder is None:
+            raise UserError(f"no run of {name} in {CHECKPOINTS_DIR}/; train first, or give "
+                            "the --save-dir of a run")
+    saved = aux_funcs.latest_checkpoint(folder, best)
+    if saved.passed_over:
+        going_on = (", going on in a new run folder and leaving that one as it is"
+                    if typed.get("resume") else "")
+        print(f"tf-lstm-char.py: passed over damaged {'; '.join(saved.passed_over)}: using "
+              f"{aux_funcs.display_path(saved.prefix)}, the newest intact checkpoint"
+              f"{going_on}", file=sys.stderr)
+    return saved
 
 
 # Beyond the post: the progress kept in checkpoints, and --sample --------------------------
@@ -1351,7 +1363,8 @@ def resolve_options(typed, saved, roles):
     """The one Options of a command: the options typed; for the others, a checkpoint's
     stored ones of the given roles; for the rest, the defaults. A typed MODEL or SPLIT option
     that differs from the checkpoint's is refused."""
-    values = {"save_dir": os.path.dirname(saved.prefix)} if saved else {}
+    values = ({"save_dir": os.path.dirname(saved.prefix)}
+              if saved and not saved.passed_over else {})
     stored = saved.info["options"] if saved else {}
     for option in fields(Options):
         role, name = option.metadata["role"], option.name

@@ -448,24 +448,77 @@ def damaged(tmp_path_factory, trained):
     return folder
 
 
-@pytest.mark.parametrize("damage, words", [
-    (lambda ckpt: ckpt.joinpath("ckpt-30.json").write_text('{"format": 1, "vocab'),
-     "checkpoint ckpt/ckpt-30 is damaged or incomplete"),
-    (lambda ckpt: ckpt.joinpath("ckpt-30.npz").unlink(),
-     "checkpoint ckpt/ckpt-30 is damaged or incomplete"),
-    (lambda ckpt: ckpt.joinpath("ckpt-30.data-00000-of-00001").write_bytes(
-        ckpt.joinpath("ckpt-30.data-00000-of-00001").read_bytes()[:100]),
-     "checkpoint ckpt/ckpt-30 cannot be restored"),
-])
-@pytest.mark.parametrize("mode", [["--resume", "--iterations", "40"], ["--sample"]])
-def test_a_damaged_checkpoint_is_one_line_and_left_alone(damaged, damage, words, mode):
-    damage(damaged / "ckpt")
+def truncate_data(ckpt):
+    data = ckpt / "ckpt-30.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:100])
+
+
+DAMAGES = {
+    "data cut short": (truncate_data, "its data file has 100 of the"),
+    "index deleted": (lambda ckpt: ckpt.joinpath("ckpt-30.index").unlink(),
+                      "ckpt-30.index: no such file"),
+    "garbage json": (lambda ckpt: ckpt.joinpath("ckpt-30.json").write_text('{"format": 1, "voc'),
+                     "ckpt-30 (its .json does not parse: Unterminated string"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+@pytest.mark.parametrize("mode", ["--resume", "--sample", "--visualize"])
+def test_past_a_damaged_newest_checkpoint_the_newest_intact_one_is_used(damaged, damage, mode):
+    """Each command that reads a checkpoint says in one line which it passed over and why,
+    uses the newest intact one, and leaves the damaged files as they are; a resumed run goes
+    on in a new run folder, so that nothing in the damaged one is written over."""
+    make_damage, why = DAMAGES[damage]
+    make_damage(damaged / "ckpt")
     before = files_of(damaged / "ckpt")
+    args = {"--resume": ["--resume", "--iterations", "40"], "--sample": ["--sample"],
+            "--visualize": ["--visualize", "--passage-length", "60"]}[mode]
+    result = run([*args, "--save-dir", "ckpt"], damaged)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("tf-lstm-char.py: passed over damaged ckpt-30 ")
+    assert why in result.stderr
+    assert "using ckpt/ckpt-20, the newest intact checkpoint" in result.stderr
+    assert files_of(damaged / "ckpt") == before
+    if mode == "--resume":
+        assert "resuming ckpt/ckpt-20 at iteration 20" in result.stdout
+        assert aux_funcs.read_checkpoint_list(damaged / "checkpoints" / "richard")[-1] == \
+            "ckpt-40"
+
+
+def test_past_a_damaged_newest_checkpoint_best_falls_back_too(damaged):
+    truncate_data(damaged / "ckpt")
+    result = run(["--sample", "--best", "--save-dir", "ckpt"], damaged)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "passed over damaged ckpt-30 (its data file has 100 of the" in result.stderr
+    assert result.stdout.strip()
+
+
+@pytest.mark.parametrize("mode", [["--resume", "--iterations", "40"], ["--sample"]])
+def test_a_folder_of_damaged_checkpoints_is_one_line_and_left_alone(damaged, mode):
+    for name in aux_funcs.read_checkpoint_list(damaged / "ckpt"):
+        (damaged / "ckpt" / f"{name}.index").unlink()
+    before = files_of(damaged)
     result = run([*mode, "--save-dir", "ckpt"], damaged)
     assert result.returncode == 1
-    assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "no intact checkpoint in ckpt: ckpt-30 (ckpt-30.index: no such file" in result.stderr
     assert "Traceback" not in result.stderr
-    assert files_of(damaged / "ckpt") == before
+    assert files_of(damaged) == before
+
+
+def test_the_index_reader_finds_every_tensor_of_a_checkpoint(tf, trained):
+    """check_tensorflow_files reads TensorFlow's .index without TensorFlow; it must list the
+    tensors TensorFlow's own reader finds, and end where the data file ends."""
+    prefix = str(trained / "ckpt" / "ckpt-30")
+    with open(prefix + ".index", "rb") as handle:
+        extents = list(aux_funcs.tensor_extents(handle.read()))
+    assert len(extents) == len(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    assert max(offset + size for offset, size in extents) == os.path.getsize(
+        prefix + ".data-00000-of-00001")
+    with pytest.raises(ValueError):
+        list(aux_funcs.tensor_extents(b"not an index" * 10))
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path):

@@ -753,6 +753,14 @@ def latest_checkpoint(save_dir, best=False):
     return latest._replace(passed_over=tuple(passed_over))
 
 
+def without_checkpoint_suffix(path):
+    """A checkpoint's prefix from the prefix itself or the path of one of its files."""
+    for suffix in (*TENSORFLOW_FILES, ".json", ".npz", ".meta"):
+        if path.endswith(suffix):
+            return path[:-len(suffix)]
+    return path
+
+
 def check_tensorflow_files(prefix):
     """Refuse a checkpoint whose TensorFlow files are missing or unreadable, whose index does
     not parse, or whose data file is shorter than the index says (cut short)."""

@@ -202,11 +202,13 @@ def main(argv=None):
     if typed.get("visualize"):
         return visualize_command(typed)
     resumed = checkpoint_to_read(typed) if typed.get("resume") else None
-    if resumed and resumed.passed_over:
-        # Going on in that folder would write over the damaged checkpoints: the run goes on
-        # in a new folder, the one a fresh run would take.
+    # Going on in the checkpoint's folder would write over the damaged checkpoints passed
+    # over, or over those after the one --checkpoint names: the run goes on in a new folder,
+    # the one a fresh run would take.
+    in_its_folder = resumed and not (resumed.passed_over or typed.get("checkpoint"))
+    if resumed and not in_its_folder:
         typed = {name: value for name, value in typed.items() if name != "save_dir"}
-    options = resolve_options(typed, resumed, (MODEL, SPLIT, CARRIED))
+    options = resolve_options(typed, resumed, (MODEL, SPLIT, CARRIED), in_its_folder)
 
     text, char_to_idx, idx_to_char, vocab_size = aux_funcs.load(options.text_file,
                                                                 options.encoding)
@@ -774,7 +776,15 @@ def run_name(save_dir):
 def checkpoint_to_read(typed, best=False):
     """The checkpoint that --resume, --sample or --visualize reads: the latest (or best) intact
     one in --save-dir, or without it in the run of the text whose checkpoints were written
-    last. Damaged ones passed over on the way are named, with why, in one line."""
+    last; or the one --checkpoint names. Damaged ones passed over on the way, and a resumed
+    run's new folder, are said in one line."""
+    if typed.get("checkpoint"):
+        saved = aux_funcs.read_checkpoint(aux_funcs.without_checkpoint_suffix(
+            typed["checkpoint"]))
+        if typed.get("resume"):
+            print(f"tf-lstm-char.py: going on from {aux_funcs.display_path(saved.prefix)} in a "
+                  "new run folder, leaving its own as it is", file=sys.stderr)
+        return saved
     folder = typed.get("save_dir")
     if not folder:
         name = aux_funcs.text_name_of(typed.get("text_file", DEFAULT_TEXT))
@@ -878,7 +888,7 @@ def restore_checkpoint(session, saver, prefix):
 def sample_command(typed):
     """--sample: print text drawn from the latest (or best) checkpoint, and nothing else."""
     saved = checkpoint_to_read(typed, typed.get("best", False))
-    if not typed.get("save_dir"):
+    if not (typed.get("save_dir") or typed.get("checkpoint")):
         print(f"tf-lstm-char.py: sampling from {aux_funcs.display_path(saved.prefix)}, the "
               "latest run of its text", file=sys.stderr)
     options = resolve_options(typed, saved, (MODEL,))
@@ -1206,6 +1216,7 @@ class Options:
     bf16: bool = option(False, CARRIED)
     plots_dir: str = option("plots", CARRIED, "DIR")
     save_dir: str = option(None, metavar="DIR")
+    checkpoint: str = option(None, metavar="PREFIX")
     resume: bool = option(False)
     logdir: str = option(None, CARRIED, "DIR")
     visualize: bool = option(False)
@@ -1282,6 +1293,9 @@ FLAG_HELP = {
         "save_dir": "folder for checkpoints (default: a new checkpoints/<text name>, <text "
                     "name>-2, ... for each run; with --resume or --sample the text's run "
                     "written last)",
+        "checkpoint": "with --sample, --visualize or --resume, read this checkpoint, e.g. "
+                      "checkpoints/shakespeare/ckpt-3400; a resumed run goes on in a new run "
+                      "folder",
         "resume": "go on training from the latest checkpoint in --save-dir",
         "logdir": "also write TensorBoard event files (graph, losses) to DIR (default: none)",
     },
@@ -1353,18 +1367,24 @@ def check_flags_together(parser, typed):
                      "look inside it, or go on training it")
     if typed.get("best") and not (typed.get("sample") or typed.get("visualize")):
         parser.error("--best goes with --sample or --visualize")
+    if typed.get("checkpoint") and not modes:
+        parser.error("--checkpoint goes with --sample, --visualize or --resume")
+    for other in ("best", "save_dir"):
+        if typed.get("checkpoint") and typed.get(other):
+            parser.error(f"--checkpoint and --{other.replace('_', '-')} do not go together: "
+                         "--checkpoint names the checkpoint to read")
     passage = [name for name in ("passage_file", "passage_start", "passage_length")
                if name in typed]
     if passage and not typed.get("visualize"):
         parser.error(f"--{passage[0].replace('_', '-')} goes with --visualize")
 
 
-def resolve_options(typed, saved, roles):
+def resolve_options(typed, saved, roles, in_its_folder=True):
     """The one Options of a command: the options typed; for the others, a checkpoint's
-    stored ones of the given roles; for the rest, the defaults. A typed MODEL or SPLIT option
-    that differs from the checkpoint's is refused."""
-    values = ({"save_dir": os.path.dirname(saved.prefix)}
-              if saved and not saved.passed_over else {})
+    stored ones of the given roles (and its folder as --save-dir, unless a resumed run goes
+    on elsewhere); for the rest, the defaults. A typed MODEL or SPLIT option that differs
+    from the checkpoint's is refused."""
+    values = {"save_dir": os.path.dirname(saved.prefix)} if saved and in_its_folder else {}
     stored = saved.info["options"] if saved else {}
     for option in fields(Options):
         role, name = option.metadata["role"], option.name

@@ -72,6 +72,11 @@ def assert_one_line_and_nothing_lost(result, code, words, before, folder):
     (["--passage-length", "50"], "--passage-length goes with --visualize"),
     (["--passage-start", "-1", "--visualize"], "--passage-start: must be 0 or more"),
     (["--visualize", "--passage-length", "99999999"], "--passage-length: must be at most 20,000"),
+    (["--checkpoint", "ckpt/ckpt-20"], "--checkpoint goes with --sample, --visualize or --resume"),
+    (["--sample", "--best", "--checkpoint", "ckpt/ckpt-20"],
+     "--checkpoint and --best do not go together"),
+    (["--resume", "--save-dir", "ckpt", "--checkpoint", "ckpt/ckpt-20"],
+     "--checkpoint and --save-dir do not go together"),
     (["--visualize", "--passage-length", "0"], "--passage-length: must be a positive integer"),
 ])
 def test_bad_flags(earlier_run, no_tensorflow, args, words):

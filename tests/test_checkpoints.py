@@ -508,6 +508,51 @@ def test_a_folder_of_damaged_checkpoints_is_one_line_and_left_alone(damaged, mod
     assert files_of(damaged) == before
 
 
+def test_checkpoint_names_the_one_to_sample_from(trained):
+    def sample(*args):
+        result = run(["--sample", "--seed", "1", "--sample-length", "40", *args], trained)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        return result.stdout
+    latest = sample("--save-dir", "ckpt")
+    assert sample("--checkpoint", "ckpt/ckpt-30") == latest
+    assert sample("--checkpoint", "ckpt/ckpt-20.index") != latest
+
+
+def test_checkpoint_names_the_one_to_look_inside(damaged):
+    result = run(["--visualize", "--checkpoint", "ckpt/ckpt-20", "--passage-length", "60"],
+                 damaged)
+    assert result.returncode == 0, result.stderr
+    page = damaged / "plots" / "ckpt_cells.html"
+    assert "ckpt/ckpt-20:" in page.read_text(encoding="utf-8")
+
+
+def test_checkpoint_resumes_into_a_new_run_folder_leaving_its_own_alone(damaged):
+    before = files_of(damaged / "ckpt")
+    result = run(["--resume", "--checkpoint", "ckpt/ckpt-20", "--iterations", "40"], damaged)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("tf-lstm-char.py: going on from ckpt/ckpt-20 in a new run folder, "
+                             "leaving its own as it is\n")
+    assert "resuming ckpt/ckpt-20 at iteration 20" in result.stdout
+    assert aux_funcs.read_checkpoint_list(damaged / "checkpoints" / "richard")[-1] == "ckpt-40"
+    assert files_of(damaged / "ckpt") == before
+
+
+@pytest.mark.parametrize("prefix, words", [
+    ("ckpt/ckpt-99", "checkpoint ckpt/ckpt-99 is damaged or incomplete (ckpt-99.index: no such"),
+    ("ckpt/ckpt-20", "checkpoint ckpt/ckpt-20 is damaged or incomplete (its data file has 100"),
+])
+@pytest.mark.parametrize("mode", [["--sample"], ["--visualize"], ["--resume"]])
+def test_checkpoint_missing_or_damaged_is_one_line_and_writes_nothing(damaged, prefix, words,
+                                                                     mode):
+    data = damaged / "ckpt" / "ckpt-20.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:100])
+    before = files_of(damaged)
+    result = run([*mode, "--checkpoint", prefix], damaged)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
+    assert files_of(damaged) == before
+
+
 def test_the_index_reader_finds_every_tensor_of_a_checkpoint(tf, trained):
     """check_tensorflow_files reads TensorFlow's .index without TensorFlow; it must list the
     tensors TensorFlow's own reader finds, and end where the data file ends."""

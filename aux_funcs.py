@@ -639,6 +639,12 @@ class DamagedCheckpoint(UserError):
         super().__init__(f"checkpoint {prefix} is damaged or incomplete ({why})")
         self.why = why
 
+    @classmethod
+    def unreadable(cls, prefix, exc):
+        """For an OSError reading one of the checkpoint's files: which file, and why."""
+        return cls(prefix, f"{os.path.basename(exc.filename or prefix)}: "
+                           f"{(exc.strerror or 'unreadable').lower()}")
+
 
 def checkpoint_name(iteration):
     return f"ckpt-{iteration}"
@@ -710,8 +716,7 @@ def read_checkpoint(prefix):
     except json.JSONDecodeError as exc:
         raise DamagedCheckpoint(prefix, f"its .json does not parse: {exc.msg}") from None
     except OSError as exc:
-        raise DamagedCheckpoint(prefix, f"{os.path.basename(exc.filename or prefix)}: "
-                                        f"{(exc.strerror or 'unreadable').lower()}") from None
+        raise DamagedCheckpoint.unreadable(prefix, exc) from None
     except (ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DamagedCheckpoint(prefix, f"its .npz cannot be read: {exc}") from None
     missing = [key for key in RUN_INFO if not isinstance(info, dict) or key not in info]
@@ -769,8 +774,7 @@ def check_tensorflow_files(prefix):
             index = handle.read()
         data_size = os.path.getsize(prefix + ".data-00000-of-00001")
     except OSError as exc:
-        raise DamagedCheckpoint(prefix, f"{os.path.basename(exc.filename or prefix)}: "
-                                        f"{(exc.strerror or 'unreadable').lower()}") from None
+        raise DamagedCheckpoint.unreadable(prefix, exc) from None
     try:
         needed = max((offset + size for offset, size in tensor_extents(index)), default=0)
     except (ValueError, IndexError):

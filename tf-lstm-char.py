@@ -98,7 +98,7 @@ def build_graph(tf, vocab_size, options):
         out_b = tf1.get_variable("out_b", shape=[vocab_size],
                                  initializer=tf1.zeros_initializer())
         # The post's dynamic_rnn, called once for each layer, with dropout between layers;
-        # at batch 1 each layer trains through its backward pass written out (beyond the post).
+        # each layer trains through its backward pass written out (beyond the post).
         h_states, current_state = layer_by_layer(
             tf, tf1.nn.dynamic_rnn, layers, x, rnn_tuple_state, keep_prob, options)
         final_state = stack_state(tf, current_state, name="final_state")

@@ -888,7 +888,8 @@ def restore_checkpoint(session, saver, prefix):
 def sample_command(typed):
     """--sample: print text drawn from the latest (or best) checkpoint, and nothing else."""
     saved = checkpoint_to_read(typed, typed.get("best", False))
-    if not (typed.get("save_dir") or typed.get("checkpoint")):
+    # Which one, where it is neither typed nor already said with what was passed over.
+    if not (typed.get("save_dir") or typed.get("checkpoint") or saved.passed_over):
         print(f"tf-lstm-char.py: sampling from {aux_funcs.display_path(saved.prefix)}, the "
               "latest run of its text", file=sys.stderr)
     options = resolve_options(typed, saved, (MODEL,))

@@ -486,6 +486,19 @@ def test_past_a_damaged_newest_checkpoint_the_newest_intact_one_is_used(damaged,
             "ckpt-40"
 
 
+def test_past_a_damaged_newest_checkpoint_of_the_latest_run_sampling_says_one_line(damaged):
+    """Without --save-dir, --sample names the run it reads; past a damaged checkpoint that
+    line and the one saying what was passed over are one."""
+    (damaged / "checkpoints").mkdir()
+    shutil.move(damaged / "ckpt", damaged / "checkpoints" / "richard")
+    truncate_data(damaged / "checkpoints" / "richard")
+    result = run(["richard.txt", "--sample", "--sample-length", "20"], damaged)
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("tf-lstm-char.py: passed over damaged ckpt-30 (its data file has 100")
+    assert line.endswith("): using checkpoints/richard/ckpt-20, the newest intact checkpoint")
+
+
 def test_past_a_damaged_newest_checkpoint_best_falls_back_too(damaged):
     truncate_data(damaged / "ckpt")
     result = run(["--sample", "--best", "--save-dir", "ckpt"], damaged)

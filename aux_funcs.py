@@ -629,7 +629,7 @@ CHECKPOINT_LIST = "checkpoint"
 # ones passed over on the way to it, each "name (why)", as damaged.
 Checkpoint = namedtuple("Checkpoint", "prefix info arrays passed_over", defaults=((),))
 # TensorFlow's files of a checkpoint, beside which this program keeps its .json and .npz.
-TENSORFLOW_FILES = (".index", ".data-00000-of-00001")
+INDEX_FILE, DATA_FILE = ".index", ".data-00000-of-00001"
 
 
 class DamagedCheckpoint(UserError):
@@ -760,7 +760,7 @@ def latest_checkpoint(save_dir, best=False):
 
 def without_checkpoint_suffix(path):
     """A checkpoint's prefix from the prefix itself or the path of one of its files."""
-    for suffix in (*TENSORFLOW_FILES, ".json", ".npz", ".meta"):
+    for suffix in (INDEX_FILE, DATA_FILE, ".json", ".npz", ".meta"):
         if path.endswith(suffix):
             return path[:-len(suffix)]
     return path
@@ -770,9 +770,9 @@ def check_tensorflow_files(prefix):
     """Refuse a checkpoint whose TensorFlow files are missing or unreadable, whose index does
     not parse, or whose data file is shorter than the index says (cut short)."""
     try:
-        with open(prefix + ".index", "rb") as handle:
+        with open(prefix + INDEX_FILE, "rb") as handle:
             index = handle.read()
-        data_size = os.path.getsize(prefix + ".data-00000-of-00001")
+        data_size = os.path.getsize(prefix + DATA_FILE)
     except OSError as exc:
         raise DamagedCheckpoint.unreadable(prefix, exc) from None
     try:

@@ -205,7 +205,7 @@ def main(argv=None):
     # Going on in the checkpoint's folder would write over the damaged checkpoints passed
     # over, or over those after the one --checkpoint names: the run goes on in a new folder,
     # the one a fresh run would take.
-    in_its_folder = resumed and not (resumed.passed_over or typed.get("checkpoint"))
+    in_its_folder = bool(resumed) and not (resumed.passed_over or typed.get("checkpoint"))
     if resumed and not in_its_folder:
         typed = {name: value for name, value in typed.items() if name != "save_dir"}
     options = resolve_options(typed, resumed, (MODEL, SPLIT, CARRIED), in_its_folder)

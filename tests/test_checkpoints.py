@@ -448,8 +448,8 @@ def damaged(tmp_path_factory, trained):
     return folder
 
 
-def truncate_data(ckpt):
-    data = ckpt / "ckpt-30.data-00000-of-00001"
+def truncate_data(ckpt, name="ckpt-30"):
+    data = ckpt / f"{name}.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[:100])
 
 
@@ -557,8 +557,7 @@ def test_checkpoint_resumes_into_a_new_run_folder_leaving_its_own_alone(damaged)
 @pytest.mark.parametrize("mode", [["--sample"], ["--visualize"], ["--resume"]])
 def test_checkpoint_missing_or_damaged_is_one_line_and_writes_nothing(damaged, prefix, words,
                                                                      mode):
-    data = damaged / "ckpt" / "ckpt-20.data-00000-of-00001"
-    data.write_bytes(data.read_bytes()[:100])
+    truncate_data(damaged / "ckpt", "ckpt-20")
     before = files_of(damaged)
     result = run([*mode, "--checkpoint", prefix], damaged)
     assert result.returncode == 1

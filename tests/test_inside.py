@@ -118,14 +118,20 @@ def test_the_page_needs_nothing_outside_itself_and_says_what_it_was_given(tmp_pa
     assert [float(title) for _, title in rows[2][1]] == pytest.approx(-values, abs=0.005)
 
 
-def test_a_page_of_5000_characters_stays_under_3_mb(tmp_path):
-    rng = np.random.default_rng(2)
-    passage = "".join(rng.choice(list("abcdefghij KLMN.\n[]'"), 5000))
-    top_next = [[(ch, 0.1) for ch in "abcde"]] * 5000
-    cells = [(f"cell {k}", rng.uniform(-1, 1, 5000)) for k in range(8)]
-    page_path = aux_funcs.write_cells_page(
-        tmp_path / "p.html", "big", ["note"], passage, rng.uniform(0, 9, 5000), top_next,
+def random_page(path, length, seed, probability):
+    """The page --visualize writes for a random passage of `length` characters, eight cells and
+    a picture of 80 KB: its size is what a page of that length weighs."""
+    rng = np.random.default_rng(seed)
+    passage = "".join(rng.choice(list("abcdefghij KLMN.\n[]'"), length))
+    top_next = [[(ch, probability) for ch in "abcde"]] * length
+    cells = [(f"cell {k}", rng.uniform(-1, 1, length)) for k in range(8)]
+    return aux_funcs.write_cells_page(
+        path, "big", ["note"], passage, rng.uniform(0, 9, length), top_next,
         [("found", cells[:5]), ("random", cells[5:])], b"\x89PNG" * 20_000)
+
+
+def test_a_page_of_5000_characters_stays_under_3_mb(tmp_path):
+    page_path = random_page(tmp_path / "p.html", 5000, seed=2, probability=0.1)
     assert page_path.stat().st_size < 3 * 2**20
 
 
@@ -134,14 +140,7 @@ def test_the_longest_passage_allowed_makes_a_page_of_about_7_5_mb(lstm, tmp_path
     format growing would make that limit wrong."""
     assert lstm.parse_args(["--visualize", "--passage-length", str(lstm.PASSAGE_LIMIT)])[
         "passage_length"] == lstm.PASSAGE_LIMIT
-    length = lstm.PASSAGE_LIMIT
-    rng = np.random.default_rng(4)
-    passage = "".join(rng.choice(list("abcdefghij KLMN.\n[]'"), length))
-    top_next = [[(ch, 0.123) for ch in "abcde"]] * length
-    cells = [(f"cell {k}", rng.uniform(-1, 1, length)) for k in range(8)]
-    page_path = aux_funcs.write_cells_page(
-        tmp_path / "p.html", "limit", ["note"], passage, rng.uniform(0, 9, length), top_next,
-        [("found", cells[:5]), ("random", cells[5:])], b"\x89PNG" * 20_000)
+    page_path = random_page(tmp_path / "p.html", lstm.PASSAGE_LIMIT, seed=4, probability=0.123)
     assert 5 * 2**20 < page_path.stat().st_size < 9 * 2**20
 
 

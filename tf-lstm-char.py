@@ -456,25 +456,28 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, c, gates, d_out
     kernel_h_blocks = tf.split(tf.transpose(kernel[-hidden:]), backward_blocks(streams, hidden),
                                axis=1)
 
-    def step(carried, now):
-        dh_next, dc_next, _ = carried
-        dh_now, to_dc, to_gates_now, forget = now
-        dh = dh_now + dh_next
-        dc = dc_next + dh * to_dc
-        da = tf.concat([dh if use_dh else dc for use_dh in from_dh], 1) * to_gates_now
+    def step(t, dh_next, dc_next, da_by_step):
+        t -= 1
+        dh = d_outputs[t] + dh_next
+        dc = dc_next + dh * dh_to_dc[t]
+        da = tf.concat([dh if use_dh else dc for use_dh in from_dh], 1) * to_gates[t]
         dh_before = tf.concat([tf.matmul(da, block, name="dh_before")
                                for block in kernel_h_blocks], 1)
-        return dh_before, dc * forget, da
+        return t, dh_before, dc * f[t], da_by_step.write(t, da)
 
-    dh_first, dc_first, da = tf.scan(
-        step, (d_outputs, dh_to_dc, to_gates, f), reverse=True,
-        initializer=(d_h_last, d_c_last, tf.zeros_like(to_gates[0])))
+    # A while_loop rather than tf.scan: it stacks only da, not every step's dh and dc, and
+    # reads the window's tensors a step at a time rather than copying them into lists first.
+    # Batch 32 trained 3 to 6% faster (tests/BENCHMARKS.md).
+    steps = tf.shape(to_gates)[0]
+    _, dh_first, dc_first, da = tf.while_loop(
+        lambda t, *carried: t > 0, step,
+        (steps, d_h_last, d_c_last, tf.TensorArray(to_gates.dtype, steps)))
     h_before = tf.concat([h_first[tf.newaxis], outputs[:-1]], 0)
     z = tf.reshape(tf.concat([inputs, h_before], 2), [-1, kernel.shape[0]])
-    da = tf.reshape(da, [-1, 4 * hidden])
+    da = tf.reshape(da.stack(), [-1, 4 * hidden])
     d_inputs = tf.reshape(tf.matmul(da, kernel[:-hidden], transpose_b=True, name="d_inputs"),
                           tf.shape(inputs))
-    return d_inputs, dc_first[0], dh_first[0], {
+    return d_inputs, dc_first, dh_first, {
         kernel.ref(): tf.matmul(z, da, transpose_a=True, name="d_kernel"),
         bias.ref(): tf.reduce_sum(da, 0)}
 

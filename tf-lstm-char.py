@@ -1739,16 +1739,22 @@ def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored)
     return page, picture
 
 
-if __name__ == "__main__":
+def command(argv=None):
+    """main as the command line runs it: what stops it is said in one line on stderr, and the
+    result is the exit code."""
     try:
-        sys.exit(main())
+        return main(argv)
     except UserError as exc:
         print(f"tf-lstm-char.py: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     except KeyboardInterrupt:
         print("tf-lstm-char.py: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except BrokenPipeError:
         # The reader went away (as `| head` does); say nothing more to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(command())

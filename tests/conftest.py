@@ -1,11 +1,16 @@
 """What the tests share: the training script loaded as a module, TensorFlow imported through
-it, small texts, small graphs built as the program builds them, and running the script as a
-user does."""
+it, small texts, small graphs built as the program builds them, and the script's command run
+as a user runs it, in a process of its own or (faster) in this one."""
+import contextlib
+import functools
 import importlib.util
+import io
 import os
 import shutil
 import subprocess
 import sys
+
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -26,13 +31,19 @@ VOCAB = 6
 HIDDEN = 16
 
 
-@pytest.fixture(scope="session")
-def lstm():
-    """tf-lstm-char.py as a module (its name has dashes, so it cannot be imported plainly)."""
+@functools.cache
+def script_module():
+    """tf-lstm-char.py as a module (its name has dashes, so it cannot be imported plainly),
+    loaded once."""
     spec = importlib.util.spec_from_file_location("tf_lstm_char", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def lstm():
+    return script_module()
 
 
 @pytest.fixture(scope="session")
@@ -75,11 +86,34 @@ def run_script(args, cwd, env=None, prefix=()):
                           capture_output=True, text=True, timeout=300)
 
 
+def run_in_process(args, cwd):
+    """The script's command run in this process, as run_script runs it in a new one: its exit
+    code and text output, without a TensorFlow start-up each time. For what a command does;
+    what needs a process of its own (start-up, signals, the locale, the import of TensorFlow)
+    keeps run_script."""
+    lstm = script_module()
+    tf = lstm.import_tensorflow()
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8") for _ in range(2))
+    # --seed's op determinism would hold for the whole process and refuse the unseeded
+    # graphs of later tests; the seeds alone make a run repeatable here.
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err), \
+            mock.patch.object(tf.config.experimental, "enable_op_determinism"):
+        try:
+            code = lstm.command(list(args))
+        except SystemExit as exit:
+            code = exit.code
+    out.flush()
+    err.flush()
+    return subprocess.CompletedProcess(args, code, out.buffer.getvalue().decode(),
+                                       err.buffer.getvalue().decode())
+
+
 def trained_run(folder, name, text, *args):
     """`folder`, holding the text `name` and a run of the script on it (with `args`) saved in
     ckpt/."""
     (folder / name).write_text(text, encoding="utf-8")
-    result = run_script([name, "--save-dir", "ckpt", *args], folder)
+    result = run_in_process([name, "--save-dir", "ckpt", *args], folder)
     assert result.returncode == 0, result.stderr
     return folder
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import HAMLET, RICHARD as TEXT, SCRIPT, files_of, run_script as run, trained_run
+from conftest import (HAMLET, RICHARD as TEXT, SCRIPT, files_of, run_in_process as run,
+                      run_script, trained_run)
 
 UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
 TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
@@ -161,7 +162,7 @@ def test_mismatches_are_one_line_and_leave_the_checkpoint_alone(trained, no_tens
     (trained / "other.txt").write_text(TEXT.upper(), encoding="utf-8")
     before = files_of(trained / "ckpt")
     # Found before TensorFlow is imported: no_tensorflow would show it.
-    result = run([*args, "--save-dir", "ckpt"], trained, no_tensorflow)
+    result = run_script([*args, "--save-dir", "ckpt"], trained, no_tensorflow)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
     assert files_of(trained / "ckpt") == before
@@ -264,8 +265,8 @@ def test_two_quick_signals_while_saving_often_leave_a_loadable_checkpoint(tmp_pa
     assert len(sampled.stdout) == 21
 
 
-def sample_text(trained, *args, env=None):
-    result = run(["--sample", "--save-dir", "ckpt", *args], trained, env)
+def sample_text(trained, *args):
+    result = run(["--sample", "--save-dir", "ckpt", *args], trained)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return result.stdout
@@ -697,7 +698,7 @@ def test_a_checkpoint_of_an_unknown_format_is_refused_in_one_line(old_run, no_te
     edit_info(str(old_run / "old" / "ckpt-20"), lambda info: info.update(format=2))
     before = files_of(old_run / "old")
     for mode in (["--sample"], ["old/richard.txt", "--resume", "--iterations", "30"]):
-        result = run([*mode, "--save-dir", "old"], old_run, no_tensorflow)
+        result = run_script([*mode, "--save-dir", "old"], old_run, no_tensorflow)
         assert result.returncode == 1
         assert result.stderr == ("tf-lstm-char.py: error: checkpoint old/ckpt-20 has format 2, "
                                  "which this version does not read (it reads format 1)\n")

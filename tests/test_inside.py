@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import (VOCAB, build, files_of, run_script as run, session_of, trained_run,
-                      zero_state)
+from conftest import (VOCAB, build, files_of, run_in_process as run, run_script, session_of,
+                      trained_run, zero_state)
 
 # A play in miniature, so that every feature occurs: speakers' names in capitals, stage
 # directions in brackets, a quotation.
@@ -273,7 +273,7 @@ def test_mistakes_are_one_line_before_tensorflow(play, no_tensorflow, args, word
     (play / "zoe.txt").write_text("Now Zoë", encoding="utf-8")
     (play / "other.txt").write_text(PLAY.upper(), encoding="utf-8")
     before = files_of(play)
-    result = run(["--visualize", *args], play, no_tensorflow)
+    result = run_script(["--visualize", *args], play, no_tensorflow)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and words in result.stderr, result.stderr
     assert files_of(play) == before

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import (HIDDEN, VOCAB, build, load_weights, one_hot_steps, run_script, run_steps,
+from conftest import (HIDDEN, VOCAB, build, load_weights, one_hot_steps, run_in_process, run_steps,
                       session_of, weights_of, zero_state)
 
 IDS = [3, 1, 4, 1, 5, 0, 2, 2, 5, 3]
@@ -125,10 +125,11 @@ def test_a_seeded_run_with_dropout_repeats_itself(tmp_path):
     (tmp_path / "abc.txt").write_text("abcdefg hijk.\n" * 80)
     runs = []
     for name in ("first", "second"):
-        result = run_script(["abc.txt", "--num-layers", "2", "--dropout", "0.5", "--batch-size",
-                             "4", "--hidden-dim", "16", "--seq-length", "20", "--iterations",
-                             "12", "--sample-every", "6", "--sample-length", "20", "--seed",
-                             "3", "--save-dir", name], tmp_path)
+        result = run_in_process(["abc.txt", "--num-layers", "2", "--dropout", "0.5",
+                                 "--batch-size", "4", "--hidden-dim", "16", "--seq-length",
+                                 "20", "--iterations", "12", "--sample-every", "6",
+                                 "--sample-length", "20", "--seed", "3", "--save-dir", name],
+                                tmp_path)
         assert result.returncode == 0, result.stderr
         runs.append(aux_funcs.load_run_state(str(tmp_path / name / "ckpt-12"))[1])
     np.testing.assert_array_equal(runs[0]["loss_hist"], runs[1]["loss_hist"])

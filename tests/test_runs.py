@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from conftest import HAMLET as TEXT, SCRIPT, files_of, run_script as run
+from conftest import HAMLET as TEXT, SCRIPT, files_of, run_in_process as run, run_script
 
 SMALL = ["--hidden-dim", "16", "--sample-length", "50"]
 
@@ -20,13 +20,13 @@ def outputs_of(folder, name):
 
 
 def test_the_main_command_runs_twice_and_keeps_the_first_run(tmp_path):
-    first = run(["--iterations", "201", *SMALL], tmp_path)
+    first = run(["--iterations", "3", "--sample-every", "1", *SMALL], tmp_path)
     assert first.returncode == 0, first.stderr
     assert "writing checkpoints to checkpoints/shakespeare," in first.stdout
     kept = outputs_of(tmp_path, "shakespeare")
-    assert ("checkpoints", "ckpt-201.json") in {(kind, str(path)) for kind, path in kept}
+    assert ("checkpoints", "ckpt-3.json") in {(kind, str(path)) for kind, path in kept}
 
-    second = run(["--iterations", "201", *SMALL], tmp_path)
+    second = run(["--iterations", "3", "--sample-every", "1", *SMALL], tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stdout.splitlines()[1] == (
         "writing checkpoints to checkpoints/shakespeare-2, the plot and history to "
@@ -46,7 +46,7 @@ def test_the_main_command_runs_twice_and_keeps_the_first_run(tmp_path):
     sampled = run(["--sample", "--sample-length", "40"], tmp_path)
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stderr == ("tf-lstm-char.py: sampling from checkpoints/shakespeare-2/"
-                              "ckpt-201, the latest run of its text\n")
+                              "ckpt-3, the latest run of its text\n")
     assert len(sampled.stdout) == 41
 
 
@@ -76,7 +76,7 @@ def test_runs_started_together_take_folders_of_their_own(tmp_path):
 def test_no_run_to_resume_or_sample_is_one_line(tmp_path, no_tensorflow):
     (tmp_path / "hamlet.txt").write_text(TEXT, encoding="utf-8")
     for mode in (["--resume"], ["--sample"]):
-        result = run(["hamlet.txt", *mode], tmp_path, no_tensorflow)
+        result = run_script(["hamlet.txt", *mode], tmp_path, no_tensorflow)
         assert result.returncode == 1
         assert result.stderr == ("tf-lstm-char.py: error: no run of hamlet in checkpoints/; "
                                  "train first, or give the --save-dir of a run\n")

@@ -1,4 +1,5 @@
-"""tf-lstm-char.py run as a user runs it: a subprocess, on a small text."""
+"""tf-lstm-char.py run as a user runs it, on a small text: in a subprocess where start-up, the
+terminal or the import of TensorFlow is tested, in this process otherwise."""
 import csv
 import dataclasses
 import math
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import HAMLET as TEXT, SCRIPT, run_script as run
+from conftest import HAMLET as TEXT, SCRIPT, run_in_process as run, run_script
 
 RULE = "-" * 72
 
@@ -48,7 +49,7 @@ TINY = ["--iterations", "25", "--hidden-dim", "16", "--seq-length", "10",
 
 
 def test_training_reports_losses_and_samples_and_saves_plot_and_history(hamlet_dir):
-    result = run(["hamlet.txt", *TINY, "--plots-dir", "out"], hamlet_dir)
+    result = run_script(["hamlet.txt", *TINY, "--plots-dir", "out"], hamlet_dir)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", "TensorFlow's start-up noise reached the user"
     lines = result.stdout.splitlines()
@@ -137,7 +138,7 @@ def read_or_eof(fd):
 
 
 def test_help_answers_without_importing_tensorflow(hamlet_dir, no_tensorflow):
-    result = run(["--help"], hamlet_dir, no_tensorflow)
+    result = run_script(["--help"], hamlet_dir, no_tensorflow)
     assert result.returncode == 0
     for flag in ("TEXT_FILE", "--iterations", "--seq-length", "--hidden-dim", "--batch-size",
                  "--learning-rate", "--optimizer", "--sample-every", "--sample-length",

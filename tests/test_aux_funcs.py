@@ -57,9 +57,15 @@ def test_text_to_ids_works_in_chunks():
         char_to_idx[ch] for ch in text]
 
 
-def test_text_to_ids_refuses_unknown_characters():
+@pytest.mark.parametrize("vocabulary", [{"a": 0, "b": 1}, {"a": 0, "z": 1}, {"b": 0, "z": 1}],
+                         ids=["past the largest code point", "between two", "before the first"])
+def test_text_to_ids_refuses_unknown_characters(vocabulary):
     with pytest.raises(ValueError, match="not in the vocabulary"):
-        aux_funcs.text_to_ids("abz", {"a": 0, "b": 1})
+        aux_funcs.text_to_ids("abz", vocabulary)
+
+
+def test_text_to_ids_follows_any_numbering():
+    assert aux_funcs.text_to_ids("zaz€", {"€": 0, "z": 1, "a": 2}).tolist() == [1, 2, 1, 0]
 
 
 def test_encode_is_one_hot_float32():

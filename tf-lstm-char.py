@@ -289,8 +289,7 @@ def layer_by_layer(tf, dynamic_rnn, layers, inputs, initial_state, keep_prob, op
     for number, (cell, state) in enumerate(zip(layers, states)):
         scope = "rnn" if len(layers) == 1 else f"rnn/multi_rnn_cell/cell_{number}"
         if written_gradient_applies(options):
-            inputs, c, h = with_window_gradient(tf, dynamic_rnn, cell, scope,
-                                                above_another=number > 0)(
+            inputs, c, h = with_window_gradient(tf, dynamic_rnn, cell, scope)(
                 inputs, state.c, state.h)
         else:
             outputs, final = dynamic_rnn(cell, inputs, initial_state=state, time_major=True,
@@ -345,16 +344,6 @@ def backward_blocks(streams, hidden):
     return 4 if streams == 1 and hidden % 4 == 0 else 1
 
 
-def d_inputs_in_the_loop(streams):
-    """Whether a layer above another forms the gradient of its inputs a step at a time, in the
-    backward loop's product (da by all of W^T, not only W_h^T), rather than in one product over
-    the window after the loop, which the layer below's loop must wait for. Two layers trained
-    6% faster so at batch 16 and 32, alike at batch 8; at batch 1, where each step's product
-    reads the whole matrix for one row, twice the matrix made them 29% slower
-    (tests/BENCHMARKS.md)."""
-    return streams >= 8
-
-
 class CellKeepingGates:
     """The post's LSTMCell, stepped exactly as dynamic_rnn steps it, whose output at each
     step also carries what the step computed on the way and the backward pass needs: c, and
@@ -383,11 +372,10 @@ class CellKeepingGates:
         return (h, new_state.c, gates[0]), new_state
 
 
-def with_window_gradient(tf, dynamic_rnn, cell, scope, above_another=False):
+def with_window_gradient(tf, dynamic_rnn, cell, scope):
     """rnn(inputs, c, h) -> (outputs, c, h): dynamic_rnn over `cell` in `scope`, with its
     gradient computed by window_backward from the c's and gates the forward kept, instead of
-    by TensorFlow from the loop that dynamic_rnn built. above_another: the layer's inputs are
-    another layer's outputs, whose backward pass needs their gradient."""
+    by TensorFlow from the loop that dynamic_rnn built."""
     LSTMStateTuple = tf.compat.v1.nn.rnn_cell.LSTMStateTuple
     keeping = CellKeepingGates(tf, cell)
 
@@ -400,7 +388,7 @@ def with_window_gradient(tf, dynamic_rnn, cell, scope, above_another=False):
         def gradient(d_outputs, d_c_last, d_h_last, variables=None):
             d_inputs, d_c_first, d_h_first, d_weights = window_backward(
                 tf, cell, inputs, c_first, h_first, outputs, c, gates, d_outputs, d_c_last,
-                d_h_last, above_another)
+                d_h_last)
             return ((d_inputs, d_c_first, d_h_first),
                     [d_weights[variable.ref()] for variable in variables])
         return (outputs, final.c, final.h), gradient
@@ -408,7 +396,7 @@ def with_window_gradient(tf, dynamic_rnn, cell, scope, above_another=False):
 
 
 def window_backward(tf, cell, inputs, c_first, h_first, outputs, c, gates, d_outputs,
-                    d_c_last, d_h_last, above_another=False):
+                    d_c_last, d_h_last):
     """The gradient of one LSTMCell layer over a window, written out.
 
     TensorFlow differentiates dynamic_rnn step by step: at each of the window's steps it
@@ -441,10 +429,8 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, c, gates, d_out
     [steps, streams, ...], from CellKeepingGates). Everything in da that does not depend on
     dh and dc is formed from them for the whole window before the loop, so each step is a
     few elementwise operations and one product with W_h^T, transposed once (in column blocks
-    for one stream: backward_blocks). For a layer above another, whose backward pass needs
-    dx, and enough streams (d_inputs_in_the_loop), each step multiplies da by all of W^T
-    instead, and dx_t comes out of the same product. Returns the gradients of inputs, c_first and h_first, and {variable.ref(): gradient} for
-    the cell's kernel and bias. tests/test_gradient.py
+    for one stream: backward_blocks). Returns the gradients of inputs, c_first and h_first,
+    and {variable.ref(): gradient} for the cell's kernel and bias. tests/test_gradient.py
     holds all of them equal to tf.gradients of the post's graph.
     """
     with warnings.catch_warnings():  # about serializing the initializer, not read here
@@ -455,7 +441,6 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, c, gates, d_out
         raise ValueError("window_backward is written for LSTMCell's defaults")
     kernel, bias = cell.variables
     hidden, streams = h_first.shape[-1], inputs.shape[1]
-    d_inputs_by_step = above_another and d_inputs_in_the_loop(streams)
     gates = dict(zip(GATE_ORDER, tf.split(gates, 4, axis=2)))
     i, g = tf.sigmoid(gates["i"]), tf.tanh(gates["j"])
     f = tf.sigmoid(gates["f"] + config["forget_bias"])
@@ -468,36 +453,30 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, c, gates, d_out
     to_gates = tf.concat([by_gate[gate] for gate in GATE_ORDER], 2)
     # Which of dc and dh each gate's derivative scales: only the output gate's is dh.
     from_dh = [gate == "o" for gate in GATE_ORDER]
-    per_step = kernel if d_inputs_by_step else kernel[-hidden:]
-    per_step_blocks = tf.split(tf.transpose(per_step), backward_blocks(streams, hidden), axis=1)
+    kernel_h_blocks = tf.split(tf.transpose(kernel[-hidden:]), backward_blocks(streams, hidden),
+                               axis=1)
 
-    def step(t, dh_next, dc_next, da_by_step, *dx_by_step):
+    def step(t, dh_next, dc_next, da_by_step):
         t -= 1
         dh = d_outputs[t] + dh_next
         dc = dc_next + dh * dh_to_dc[t]
         da = tf.concat([dh if use_dh else dc for use_dh in from_dh], 1) * to_gates[t]
-        product = tf.concat([tf.matmul(da, block, name="dh_before")
-                             for block in per_step_blocks], 1)
-        if d_inputs_by_step:
-            return (t, product[:, -hidden:], dc * f[t], da_by_step.write(t, da),
-                    dx_by_step[0].write(t, product[:, :-hidden]))
-        return t, product, dc * f[t], da_by_step.write(t, da)
+        dh_before = tf.concat([tf.matmul(da, block, name="dh_before")
+                               for block in kernel_h_blocks], 1)
+        return t, dh_before, dc * f[t], da_by_step.write(t, da)
 
     # A while_loop rather than tf.scan: it stacks only da, not every step's dh and dc, and
     # reads the window's tensors a step at a time rather than copying them into lists first.
     # Batch 32 trained 2.5 to 5.6% faster, interleaved (tests/BENCHMARKS.md).
     steps = tf.shape(to_gates)[0]
-    stacks = [tf.TensorArray(to_gates.dtype, steps) for _ in range(1 + d_inputs_by_step)]
-    _, dh_first, dc_first, da, *dx = tf.while_loop(
-        lambda t, *carried: t > 0, step, (steps, d_h_last, d_c_last, *stacks))
+    _, dh_first, dc_first, da = tf.while_loop(
+        lambda t, *carried: t > 0, step,
+        (steps, d_h_last, d_c_last, tf.TensorArray(to_gates.dtype, steps)))
     h_before = tf.concat([h_first[tf.newaxis], outputs[:-1]], 0)
     z = tf.reshape(tf.concat([inputs, h_before], 2), [-1, kernel.shape[0]])
     da = tf.reshape(da.stack(), [-1, 4 * hidden])
-    if d_inputs_by_step:
-        d_inputs = dx[0].stack()
-    else:  # for the first layer TensorFlow never runs it: nothing takes the gradient of x
-        d_inputs = tf.reshape(tf.matmul(da, kernel[:-hidden], transpose_b=True,
-                                        name="d_inputs"), tf.shape(inputs))
+    d_inputs = tf.reshape(tf.matmul(da, kernel[:-hidden], transpose_b=True, name="d_inputs"),
+                          tf.shape(inputs))
     return d_inputs, dc_first, dh_first, {
         kernel.ref(): tf.matmul(z, da, transpose_a=True, name="d_kernel"),
         bias.ref(): tf.reduce_sum(da, 0)}

@@ -11,9 +11,8 @@ falls on all of them; the table gives the median of the repeats and its ratios, 
 same run, to the post's program, to this program as it was before the backward pass was
 written out (commit BEFORE, read from git), and to PyTorch. At batch 1, 32 and two layers there
 are rows for the written gradient (the default) and TensorFlow's own, and rows that undo or add
-one choice each, to show on this machine whether it pays: W_h^T in four blocks at batch 1, a
-layer's dx in its backward loop with two layers, XLA auto-clustering, oneDNN capped at AVX2, and
---bf16 (a choice of precision, left to the user).
+one choice each, to show on this machine whether it pays: W_h^T in four blocks at batch 1, XLA
+auto-clustering, oneDNN capped at AVX2, and --bf16 (a choice of precision, left to the user).
 When torch is installed (`pip install torch`; it is not a requirement), PyTorch's nn.LSTM
 trains the same model, loss, optimizer and batch in the same run; at batch 1 also with oneDNN
 off, to show what its fused LSTM is worth; without it, its rows say how to get it. Rows that
@@ -57,8 +56,7 @@ class Config:
     """One row: what it is, its batch and layers, what runs it (this tf-lstm-char.py, the one of
     commit BEFORE, or PyTorch with or without oneDNN), TensorFlow's oneDNN kernels, the gradient,
     and what the program does or does not do by itself, measured to show whether it pays: XLA
-    auto-clustering, --bf16, W_h^T in one block at batch 1, dx after the backward loop, an
-    environment."""
+    auto-clustering, --bf16, W_h^T in one block at batch 1, an environment."""
     what: str
     batch: int = 1
     layers: int = 1
@@ -68,7 +66,6 @@ class Config:
     xla: bool = False
     bf16: bool = False
     one_block: bool = False
-    dx_after_loop: bool = False
     samplers: tuple = ()
     environment: dict = field(default_factory=dict)
 
@@ -96,8 +93,6 @@ CONFIGS = {
     "pytorch32": Config("PyTorch nn.LSTM, the same model, loss and Adam", 32, runs="torch"),
     "before-layers2": Config(f"main before ({BEFORE}), 2 layers", 32, 2, runs="before"),
     "layers2": Config("--batch-size 32 --num-layers 2", 32, 2),
-    "layers2-dx-after": Config("--batch-size 32 --num-layers 2, dx after the loop", 32, 2,
-                               dx_after_loop=True),
     "layers2-tf": Config("--batch-size 32 --num-layers 2 --gradient tensorflow", 32, 2,
                          gradient="tensorflow"),
     "layers2-bf16": Config("--batch-size 32 --num-layers 2 --bf16", 32, 2, bf16=True),
@@ -193,8 +188,6 @@ def worker(name, iterations):
                                gradient=config.gradient, bf16=config.bf16)
     if config.one_block:
         lstm.backward_blocks = lambda *unused: 1
-    if config.dx_after_loop:
-        lstm.d_inputs_in_the_loop = lambda streams: False
     import numpy as np
 
     tf = lstm.import_tensorflow(options)
@@ -238,8 +231,7 @@ def worker(name, iterations):
 # What the profile's largest ops compute, by the end of their node names.
 ROLES = {
     "lstm_cell/BiasAdd": "forward: gates = [x, h] @ kernel + bias, a step",
-    "dh_before": "dh_before = da @ W_h^T, a step (a block of it at batch 1; above the first "
-                 "layer from 8 streams, da @ W^T: dx too)",
+    "dh_before": "dh_before = da @ W_h^T, a step (a block of it at batch 1)",
     "d_kernel": "d kernel = z^T @ da, the window in one product",
     "d_inputs": "d inputs = da @ W_x^T, the window in one product",
     "MatMul_grad/MatMul": "d kernel, a step (TensorFlow's gradient)",
@@ -501,9 +493,6 @@ def main():
     print(f"W_h^T in four blocks at batch 1: {against('defaults', 'one-block'):.2f}x one "
           "block; " + advice(against("defaults", "one-block"), "keep it",
                              "it no longer pays here: drop it"))
-    dx = against("layers2", "layers2-dx-after")
-    print(f"layer 2's dx in its backward loop at batch 32: {dx:.2f}x after the loop; "
-          + advice(dx, "keep it", "it no longer pays here: drop it"))
     xla = against("xla", "defaults")
     print(f"XLA auto-clustering at batch 1: {xla:.2f}x the defaults; " + advice(
         xla, "it pays here: turn it on again", "the program leaves it off"))

@@ -35,7 +35,7 @@ def largest_relative_difference(written, expected):
 
 
 @pytest.mark.parametrize("batch_size, num_layers, dropout", [
-    (1, 1, 0.0), (32, 1, 0.0), (4, 2, 0.0), (4, 2, 0.4), (1, 2, 0.3), (8, 2, 0.3)])
+    (1, 1, 0.0), (32, 1, 0.0), (4, 2, 0.0), (4, 2, 0.4), (1, 2, 0.3)])
 def test_the_written_gradient_is_tensorflows(lstm, tf, batch_size, num_layers, dropout):
     options = dict(batch_size=batch_size, num_layers=num_layers, dropout=dropout)
     graphs = {gradient: training_graph(lstm, tf, gradient, **options)

@@ -792,21 +792,18 @@ def test_minutes_close_the_run_as_its_last_iteration_would(lstm, tmp_path, monke
 
 
 def test_bf16_left_off_without_bfloat16_instructions_trains_as_float32_and_says_so(
-        lstm, tf, tmp_path, monkeypatch, capsys):
+        tmp_path, monkeypatch):
     """On a processor without AVX512-BF16 or AMX-BF16 a --bf16 run is the float32 run, and its
     checkpoint keeps --bf16, so that --resume on a processor with them applies it."""
     monkeypatch.setattr(aux_funcs, "bfloat16_instruction_sets", lambda: [])
-    # --seed's op determinism holds for the whole process, and would refuse the unseeded
-    # graphs of later tests; the seed alone gives both runs the same weights.
-    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: None)
     (tmp_path / "hamlet.txt").write_text(HAMLET)
-    monkeypatch.chdir(tmp_path)
     tiny = ["hamlet.txt", "--iterations", "4", "--hidden-dim", "16", "--seq-length", "10",
             "--batch-size", "2", "--sample-every", "2", "--sample-length", "5", "--seed", "3"]
     runs = {}
     for bf16 in ([], ["--bf16"]):
-        assert lstm.main([*tiny, "--save-dir", f"ckpt{len(bf16)}", *bf16]) == 0
-        runs[bool(bf16)] = (capsys.readouterr().out,
+        result = run([*tiny, "--save-dir", f"ckpt{len(bf16)}", *bf16], tmp_path)
+        assert result.returncode == 0, result.stderr
+        runs[bool(bf16)] = (result.stdout,
                             aux_funcs.latest_checkpoint(str(tmp_path / f"ckpt{len(bf16)}")))
     (float32_out, float32), (bf16_out, bf16) = runs[False], runs[True]
     note = ("--bf16 left off: no AVX512-BF16 or AMX-BF16 on this processor, and emulated "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import HIDDEN, VOCAB, load_weights, weights_of
+from conftest import HIDDEN, VOCAB, load_weights, run_in_process, weights_of
 
 STEPS = 12
 
@@ -115,22 +115,18 @@ def test_lstmcells_gate_order_and_forget_bias_are_the_ones_written_out(lstm, tf)
     np.testing.assert_allclose(got_h, sigmoid(gates["o"]) * np.tanh(c), rtol=1e-5, atol=1e-6)
 
 
-def test_both_gradients_train_alike(lstm, tf, tmp_path, monkeypatch, capsys):
+def test_both_gradients_train_alike(tmp_path):
     """200 iterations of the script's own loop with either gradient end at the same smoothed
     loss, and it has fallen."""
-    # --seed's op determinism holds for the whole process, and would refuse the unseeded
-    # graphs of later tests; the seed alone gives both runs the same weights.
-    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: None)
     (tmp_path / "abc.txt").write_text("abcdefg hijk.\n" * 60 + "the quick brown fox.\n" * 30)
     ends = {}
     for gradient in ("written", "tensorflow"):
         folder = tmp_path / gradient
-        assert lstm.main([str(tmp_path / "abc.txt"),
-                          "--hidden-dim", "32", "--seq-length", "20", "--iterations", "200",
-                          "--sample-every", "100", "--sample-length", "10", "--seed", "2",
-                          "--gradient", gradient, "--save-dir", str(folder),
-                          "--plots-dir", str(folder)]) == 0
-        capsys.readouterr()
+        result = run_in_process(["abc.txt", "--hidden-dim", "32", "--seq-length", "20",
+                                 "--iterations", "200", "--sample-every", "100",
+                                 "--sample-length", "10", "--seed", "2", "--gradient", gradient,
+                                 "--save-dir", gradient, "--plots-dir", gradient], tmp_path)
+        assert result.returncode == 0, result.stderr
         ends[gradient] = aux_funcs.latest_checkpoint(str(folder)).arrays["smooth_loss_hist"]
     assert ends["written"][-1] == pytest.approx(ends["tensorflow"][-1], rel=1e-3)
     assert ends["written"][-1] < ends["written"][0] - 0.1 * math.log(20)

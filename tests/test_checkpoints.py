@@ -719,7 +719,7 @@ def test_options_are_resolved_once_and_frozen(lstm, trained):
 
 
 def test_a_signal_during_the_closing_evaluation_does_not_ask_to_resume(lstm, tmp_path,
-                                                                       monkeypatch, capsys):
+                                                                       monkeypatch):
     """Ctrl-C while the whole held-out text is scored, after the last step: the run is
     complete, so the last line says so instead of suggesting --resume."""
     rng = np.random.default_rng(0)
@@ -732,19 +732,16 @@ def test_a_signal_during_the_closing_evaluation_does_not_ask_to_resume(lstm, tmp
         return scored(session, evaluation, tracks)
 
     monkeypatch.setattr(lstm, "evaluate", interrupted)
-    monkeypatch.chdir(tmp_path)
-    code = lstm.main(["long.txt", "--iterations", "3", "--hidden-dim", "8", "--seq-length",
-                      "10", "--sample-every", "2", "--sample-length", "5", "--save-dir", "ckpt"])
-    assert code == 130
-    stderr = capsys.readouterr().err
-    assert stderr == ("tf-lstm-char.py: SIGINT came after the last iteration; the run is "
-                      "complete, there is nothing to resume\n")
+    result = run(["long.txt", "--iterations", "3", "--hidden-dim", "8", "--seq-length", "10",
+                  "--sample-every", "2", "--sample-length", "5", "--save-dir", "ckpt"], tmp_path)
+    assert result.returncode == 130
+    assert result.stderr == ("tf-lstm-char.py: SIGINT came after the last iteration; the run is "
+                             "complete, there is nothing to resume\n")
     assert aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1] == "ckpt-3"
 
 
 def test_a_run_stopped_early_does_not_claim_to_have_scored_all_held_out_text(lstm, tmp_path,
-                                                                            monkeypatch,
-                                                                            capsys):
+                                                                            monkeypatch):
     """Stopped by a signal, a run on a long text skips scoring the whole held-out part: its
     closing lines give the best report's slice, not a figure for all of it."""
     rng = np.random.default_rng(0)
@@ -757,37 +754,35 @@ def test_a_run_stopped_early_does_not_claim_to_have_scored_all_held_out_text(lst
         return stepped(report)
 
     monkeypatch.setattr(lstm.Report, "after_step", interrupted)
-    monkeypatch.chdir(tmp_path)
-    code = lstm.main(["long.txt", "--iterations", "1000", "--hidden-dim", "8", "--seq-length",
-                      "10", "--sample-every", "2", "--sample-length", "5", "--save-dir", "ckpt"])
-    assert code == 130
-    out = capsys.readouterr().out
+    result = run(["long.txt", "--iterations", "1000", "--hidden-dim", "8", "--seq-length", "10",
+                  "--sample-every", "2", "--sample-length", "5", "--save-dir", "ckpt"], tmp_path)
+    assert result.returncode == 130
+    out = result.stdout
     assert "held-out characters" not in out
     assert re.search(r"^at the best report \([0-3]\), val\[:20000\] \d\.\d{4} nats; evaluating "
                      r"took", out, re.MULTILINE), out
 
 
-def test_minutes_close_the_run_as_its_last_iteration_would(lstm, tmp_path, monkeypatch, capsys):
+def test_minutes_close_the_run_as_its_last_iteration_would(tmp_path):
     """--minutes ends training long before --iterations: with the closing report, the whole
     held-out text scored and a checkpoint, exit 0, and a line saying how to go on."""
     rng = np.random.default_rng(0)
     (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
-    monkeypatch.chdir(tmp_path)
     tiny = ["--hidden-dim", "8", "--seq-length", "10", "--sample-every", "50",
             "--sample-length", "5", "--save-dir", "ckpt", "--minutes", "0.01"]
-    code = lstm.main(["long.txt", "--iterations", "1000000", *tiny])
-    assert code == 0
-    out = capsys.readouterr().out
+    result = run(["long.txt", "--iterations", "1000000", *tiny], tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
     stopped_at = int(aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1].split("-")[1])
     assert 0 < stopped_at < 1_000_000
     assert re.search(rf"^iter {stopped_at}, loss: ", out, re.MULTILINE), out
     assert "validation loss on all 25,000 held-out characters" in out
     assert out.endswith(f"stopped after --minutes 0.01 at iteration {stopped_at}; go on with: "
                         "python tf-lstm-char.py --resume --save-dir ckpt\n")
-    code = lstm.main(["--resume", *tiny])
-    assert code == 0
+    resumed = run(["--resume", *tiny], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {os.path.join('ckpt', f'ckpt-{stopped_at}')} at iteration {stopped_at}" \
-        in capsys.readouterr().out
+        in resumed.stdout
     assert int(aux_funcs.read_checkpoint_list(tmp_path / "ckpt")[-1].split("-")[1]) > stopped_at
 
 

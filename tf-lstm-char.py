@@ -349,7 +349,7 @@ class CellKeepingGates:
     step also carries what the step computed on the way and the backward pass needs: c, and
     the four gates before their nonlinearities (z_t W + b in GATE_ORDER, as the cell's own
     Split gives them). Kept this way, window_backward need not compute them again, nor split
-    the window's gates into four once more: batch 32 trained 3 to 6% faster than with
+    the window's gates into four once more: batch 32 trained 2.7 to 5.6% faster than with
     z_t W + b kept whole (tests/BENCHMARKS.md). It calls the cell as dynamic_rnn calls a
     cell, adding no variable scope, so the variables keep the post's names."""
 
@@ -427,12 +427,12 @@ def window_backward(tf, cell, inputs, c_first, h_first, outputs, c, gates, d_out
         dW = sum_t z_t^T da_t    db = sum_t da_t    dx_t = da_t W_x^T
 
     The forward kept every step's c and gates before their nonlinearities (c, and gates in
-    GATE_ORDER, each [steps, streams, hidden], from CellKeepingGates). Everything in da that does not depend on
-    dh and dc is formed from them for the whole window before the loop, so each step is a
-    few elementwise operations and one product with W_h^T, transposed once (in column blocks
-    for one stream: backward_blocks). Returns the gradients of inputs, c_first and h_first,
-    and {variable.ref(): gradient} for the cell's kernel and bias. tests/test_gradient.py
-    holds all of them equal to tf.gradients of the post's graph.
+    GATE_ORDER, each [steps, streams, hidden], from CellKeepingGates). Everything in da that
+    does not depend on dh and dc is formed from them for the whole window before the loop, so
+    each step is a few elementwise operations and one product with W_h^T, transposed once
+    (in column blocks for one stream: backward_blocks). Returns the gradients of inputs,
+    c_first and h_first, and {variable.ref(): gradient} for the cell's kernel and bias.
+    tests/test_gradient.py holds all of them equal to tf.gradients of the post's graph.
     """
     with warnings.catch_warnings():  # about serializing the initializer, not read here
         warnings.simplefilter("ignore")

@@ -718,12 +718,18 @@ def test_options_are_resolved_once_and_frozen(lstm, trained):
         options.iterations = 60
 
 
+def write_long_text(folder):
+    """long.txt in `folder`: 250,000 random characters, so that the held-out part (25,000) is
+    more than a report scores (VAL_SLICE_CHARS) and the closing evaluation differs from it."""
+    rng = np.random.default_rng(0)
+    (folder / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
+
+
 def test_a_signal_during_the_closing_evaluation_does_not_ask_to_resume(lstm, tmp_path,
                                                                        monkeypatch):
     """Ctrl-C while the whole held-out text is scored, after the last step: the run is
     complete, so the last line says so instead of suggesting --resume."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
+    write_long_text(tmp_path)
     scored = lstm.evaluate
 
     def interrupted(session, evaluation, tracks):
@@ -744,8 +750,7 @@ def test_a_run_stopped_early_does_not_claim_to_have_scored_all_held_out_text(lst
                                                                             monkeypatch):
     """Stopped by a signal, a run on a long text skips scoring the whole held-out part: its
     closing lines give the best report's slice, not a figure for all of it."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
+    write_long_text(tmp_path)
     stepped = lstm.Report.after_step
 
     def interrupted(report):
@@ -766,8 +771,7 @@ def test_a_run_stopped_early_does_not_claim_to_have_scored_all_held_out_text(lst
 def test_minutes_close_the_run_as_its_last_iteration_would(tmp_path):
     """--minutes ends training long before --iterations: with the closing report, the whole
     held-out text scored and a checkpoint, exit 0, and a line saying how to go on."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "long.txt").write_text("".join(rng.choice(list("abcd \n"), 250_000)))
+    write_long_text(tmp_path)
     tiny = ["--hidden-dim", "8", "--seq-length", "10", "--sample-every", "50",
             "--sample-length", "5", "--save-dir", "ckpt", "--minutes", "0.01"]
     result = run(["long.txt", "--iterations", "1000000", *tiny], tmp_path)

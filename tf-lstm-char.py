@@ -583,21 +583,35 @@ def add_sampler(tf, model):
                                                state_shape_for_streams(model.init_state, 1),
                                                name="sample_start_state")
 
+    def choose(step, scores):
+        scaled = scores / model.temperature
+        return tf1.where(use_argmax, tf.argmax(scaled, axis=1, output_type=tf.int32),
+                         tf.random.categorical(scaled, 1, dtype=tf.int32)[:, 0])
+
+    drawn, end_state = draw_loop(tf, model.cell, model.out_w, model.out_b,
+                                 cell_state(tf, start_state), length, choose)
+    return Sampler(prime, length, use_argmax, tf.identity(drawn[:, 0], name="sample_ids"),
+                   start_state, stack_state(tf, end_state, name="sample_end_state"),
+                   tf1.RunOptions(inter_op_thread_pool=SAMPLER_POOL))
+
+
+def draw_loop(tf, cell, out_w, out_b, state, length, choose):
+    """The sampler's tf.while_loop, for any number of streams: `length` times, the scores of
+    the next character from the cell's state, one character a stream chosen from them by
+    choose(step, scores), and the cell run on it. Returns the ids chosen, [length, streams],
+    and the state after the last."""
+    vocab_size = out_w.shape[1]
+
     def draw_one(i, state, drawn):
         # The cell's output is its top layer's h, so the scores come from the state.
-        scores = output_layer(tf, top_output(state), model.out_w,
-                              model.out_b) / model.temperature
-        next_id = tf1.where(use_argmax, tf.argmax(scores, axis=1, output_type=tf.int32),
-                            tf.random.categorical(scores, 1, dtype=tf.int32)[:, 0])
-        _, state = model.cell(tf.one_hot(next_id, vocab_size), state)
-        return i + 1, state, drawn.write(i, next_id[0])
+        next_ids = choose(i, output_layer(tf, top_output(state), out_w, out_b))
+        _, state = cell(tf.one_hot(next_ids, vocab_size), state)
+        return i + 1, state, drawn.write(i, next_ids)
 
     _, end_state, drawn = tf.while_loop(
         lambda i, *rest: i < length, draw_one,
-        [tf.constant(0), cell_state(tf, start_state), tf.TensorArray(tf.int32, size=length)])
-    return Sampler(prime, length, use_argmax, tf.identity(drawn.stack(), name="sample_ids"),
-                   start_state, stack_state(tf, end_state, name="sample_end_state"),
-                   tf1.RunOptions(inter_op_thread_pool=SAMPLER_POOL))
+        [tf.constant(0), state, tf.TensorArray(tf.int32, size=length)])
+    return drawn.stack(), end_state
 
 
 def sample_in_graph(session, model, length, rng, temperature=1.0, prime_ids=(),

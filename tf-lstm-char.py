@@ -1610,7 +1610,9 @@ def visualize_command(typed):
     page, picture = draw_cells(options, saved.prefix, run_name(os.path.dirname(saved.prefix)),
                                seen, statistics, found, ordinary,
                                f"{len(scored):,} {scored_what} characters")
-    print(f"page: {page}\npicture: {picture}")
+    # What the exported model's score signature gives for the same passage.
+    print(f"the passage: {len(passage):,} characters, {np.mean(seen.surprise[1:]):.4f} bits "
+          f"of surprise per character after the first\npage: {page}\npicture: {picture}")
     return 0
 
 

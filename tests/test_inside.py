@@ -209,6 +209,8 @@ def test_visualize_names_the_cells_and_writes_the_page_and_picture(play, visuali
     assert set(found) == set(aux_funcs.FEATURES)
     assert all(layer == 1 and 0 <= cell < 16 and 0 < abs(r) <= 1
                for layer, cell, r in found.values())
+    assert re.fullmatch(r"the passage: 120 characters, \d\.\d{4} bits of surprise per "
+                        "character after the first", lines[-3])
     assert lines[-2:] == ["page: plots/ckpt_cells.html", "picture: plots/ckpt_cells.png"]
     assert (play / "plots" / "ckpt_cells.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = page_rows((play / "plots" / "ckpt_cells.html").read_text(encoding="utf-8"))
@@ -238,6 +240,8 @@ def test_the_page_holds_the_sessions_numbers(lstm, tf, play, visualized):
                 assert float(spans[t][1]) == pytest.approx(np.tanh(state[0, 0, cell]),
                                                            abs=0.0051), (heading, t)
     surprise = rows[0][1]
+    every_bits = -np.log2(probabilities[np.arange(119), ids[1:]])
+    assert f"120 characters, {np.mean(every_bits):.4f} bits of surprise" in visualized.stdout
     for t in (1, 50, 119):
         bits = -np.log2(probabilities[t - 1, ids[t]])
         assert surprise[t][1].startswith(f"{bits:.2f} bits; next: ")

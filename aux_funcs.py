@@ -8,6 +8,7 @@ text as a compact array of ids and its held-out part, files written atomically, 
 sit beside a TensorFlow checkpoint, checks of the user's input, and the console.
 """
 import base64
+import errno
 import hashlib
 import html
 import json
@@ -618,6 +619,42 @@ def latest_run_folder(parent, name):
         if pattern.fullmatch(entry) and os.path.isfile(listing):
             written[os.path.join(parent, entry)] = os.stat(listing).st_mtime_ns
     return max(written, key=written.get) if written else None
+
+
+# Beyond the post: version folders of an exported model ------------------------------------
+
+def publish_version(parent, folder):
+    """Move the complete model in `folder` into `parent` as its next version, <parent>/<N>, N
+    one above the highest number there (1 at first), and return that path: the layout
+    TensorFlow Serving watches, loading the highest version by itself.
+
+    The rename makes the version appear whole. Nothing there is overwritten: where another
+    export took N first, or a file has that name, this one takes the next number.
+    """
+    number = 1 + max((int(entry) for entry in os.listdir(parent) if entry.isdigit()),
+                     default=0)
+    while True:
+        path = os.path.join(parent, str(number))
+        try:
+            if not os.path.lexists(path):
+                os.rename(folder, path)
+                return path
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOTEMPTY:
+                raise
+        number += 1
+
+
+def folder_size(path):
+    """The bytes of every file below `path`."""
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names)
+
+
+def format_bytes(count):
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB"
 
 
 # Beyond the post: the files beside a TensorFlow checkpoint -------------------------------

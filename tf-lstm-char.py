@@ -3,7 +3,8 @@
 
 First the post's program, in the post's order; then what it needs to be safe and quick:
 held-out evaluation, a sampler inside the graph, checkpoints, signals, the console and
-TensorFlow's quiet start. Results, and what to run for a given time and text: README.md.
+TensorFlow's quiet start; a look inside the cells; the model exported as a SavedModel.
+Results, and what to run for a given time and text: README.md.
 
 Usage:
     python tf-lstm-char.py                          # train on data/shakespeare.txt
@@ -14,6 +15,7 @@ Usage:
     python tf-lstm-char.py --resume                 # go on after Ctrl-C, from checkpoints/
     python tf-lstm-char.py --sample --prime "ROSALIND" --temperature 0.7
     python tf-lstm-char.py --visualize              # which cells learned what, as a page
+    python tf-lstm-char.py --export models/shakespeare  # a SavedModel for TensorFlow Serving
     python tf-lstm-char.py --help                   # every option
 
 Hyperparameters:
@@ -201,6 +203,8 @@ def main(argv=None):
         return sample_command(typed)
     if typed.get("visualize"):
         return visualize_command(typed)
+    if typed.get("export"):
+        return export_command(typed)
     resumed = checkpoint_to_read(typed) if typed.get("resume") else None
     # Going on in the checkpoint's folder would write over the damaged checkpoints passed
     # over, or over those after the one --checkpoint names: the run goes on in a new folder,
@@ -1242,6 +1246,7 @@ class Options:
     passage_file: str = option(None, metavar="FILE")
     passage_start: int = option(0, check=non_negative_int)
     passage_length: int = option(1000, check=passage_length)
+    export: str = option(None, metavar="DIR")
 
 
 # --help's groups of flags, in order, with one line of help for each option.
@@ -1330,6 +1335,11 @@ FLAG_HELP = {
                           f"{PASSAGE_LIMIT:,}, a page a browser opens in a few seconds "
                           "(default: %(default)s)",
     },
+    "the model elsewhere": {
+        "export": "do not train: write the latest checkpoint in --save-dir as a TensorFlow "
+                  "SavedModel into DIR/1 (then DIR/2, ...), which any TensorFlow program and "
+                  "TensorFlow Serving load, to write text and score it",
+    },
 }
 
 
@@ -1378,16 +1388,32 @@ def flag_reading(option):
     return {"type": check, "metavar": metavar, "default": option.default}
 
 
+# What --export reads: which checkpoint to export, and where to.
+EXPORT_TAKES = ("export", "text_file", "save_dir", "checkpoint", "best")
+
+
 def check_flags_together(parser, typed):
     """Refuse flags that do not go together."""
-    modes = [f"--{mode}" for mode in ("sample", "visualize", "resume") if typed.get(mode)]
+    modes = [f"--{mode}" for mode in ("sample", "visualize", "resume", "export")
+             if typed.get(mode)]
     if len(modes) > 1:
         parser.error(f"{' and '.join(modes)} do not go together: sample from a checkpoint, "
-                     "look inside it, or go on training it")
-    if typed.get("best") and not (typed.get("sample") or typed.get("visualize")):
-        parser.error("--best goes with --sample or --visualize")
+                     "look inside it, go on training it, or export it")
+    if typed.get("best") and not (typed.get("sample") or typed.get("visualize")
+                                  or typed.get("export")):
+        parser.error("--best goes with --sample, --visualize or --export")
     if typed.get("checkpoint") and not modes:
-        parser.error("--checkpoint goes with --sample, --visualize or --resume")
+        parser.error("--checkpoint goes with --sample, --visualize, --resume or --export")
+    if typed.get("export"):
+        # What a call of the exported model is given (prime, length, temperature, seed) and
+        # what shapes a run (training, sampling, plots) would be taken for settings of the
+        # export, and silently do nothing.
+        ignored = [name for name in typed if name not in EXPORT_TAKES]
+        if ignored:
+            parser.error(f"--{ignored[0].replace('_', '-')} does not go with "
+                         "--export, which takes only TEXT_FILE, --save-dir, --checkpoint and "
+                         "--best: the prime, length, temperature and seed are given to the "
+                         "exported model at each call")
     for other in ("best", "save_dir"):
         if typed.get("checkpoint") and typed.get(other):
             parser.error(f"--checkpoint and --{other.replace('_', '-')} do not go together: "
@@ -1754,6 +1780,185 @@ def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored)
          ("Cells picked at random: what an ordinary cell looks like",
           [(label(cell), seen.activations[:, cell]) for cell in ordinary])], png)
     return page, picture
+
+
+# Beyond the post: the model, exported ----------------------------------------------------
+
+# The most characters one call of the exported model writes a stream: at a few thousand
+# characters a second, about half a minute of a server's time.
+EXPORT_MAX_LENGTH = 100_000
+
+
+def export_command(typed):
+    """--export DIR: the latest (or best, or named) checkpoint as a SavedModel in DIR's next
+    version folder, DIR/1, DIR/2, ..., the layout TensorFlow Serving reads."""
+    saved = checkpoint_to_read(typed, typed.get("best", False))
+    options = resolve_options(typed, saved, (MODEL,))
+    vocab = saved.info["vocabulary"]
+    aux_funcs.make_writable_dir(options.export, "--export")
+    layers = "1 layer" if options.num_layers == 1 else f"{options.num_layers} layers"
+    print(f"exporting {aux_funcs.display_path(saved.prefix)} ({saved.info['iteration']} "
+          f"iterations; {layers} of {options.hidden_dim}, {len(vocab)} characters)",
+          flush=True)
+    tf = import_tensorflow(options)
+    graph, signatures = export_graph(tf, vocab, options)
+    # Built aside, then moved into place whole: a server watching DIR never sees a version
+    # half-written, and a failed export leaves nothing behind.
+    try:
+        with tempfile.TemporaryDirectory(prefix=".export-", dir=options.export) as scratch:
+            built = os.path.join(scratch, "model")
+            write_saved_model(tf, graph, signatures, saved.prefix, built)
+            version = aux_funcs.display_path(aux_funcs.publish_version(options.export, built))
+    except (OSError, tf.errors.OpError) as exc:
+        reason = getattr(exc, "strerror", None) or error_summary(exc)
+        raise UserError(f"could not write the SavedModel into {options.export} ({reason}); "
+                        "nothing was left there") from None
+    print(f"wrote {version} ({aux_funcs.format_bytes(aux_funcs.folder_size(version))}), "
+          "signatures serving_default (writes text) and score (scores it)\n"
+          f"load it in Python with: tf.saved_model.load({version!r})")
+    return 0
+
+
+def export_graph(tf, vocab, options):
+    """The graph of a SavedModel: the post's cell and output layer with their variables named
+    as in training, so that a checkpoint restores into them, and nothing for training (no
+    optimizer, no dropout); the vocabulary as constants; and what the two signatures run,
+    each from strings of UTF-8, any number B at once:
+
+        serving_default  prime [B], length, temperature, seed  ->  text [B]
+            Each prime read from a zero state (an empty one: a character at random, as the
+            post's sample() starts), then `length` characters written after it by the
+            sampler's loop, the B streams side by side; at `temperature` 0, the likeliest
+            each time. The same seed writes the same text.
+        score            text [B]  ->  bits_per_char [B], chars_scored [B]
+            The mean surprise, -log2 p, at each character of a text after its first, read
+            from a zero state, as --visualize computes it (NaN with nothing to score).
+
+    Bad input fails the call with an InvalidArgumentError that says what is wrong. Returns
+    the graph and {name: SignatureDef}."""
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with building_quietly(graph):
+        layers = [tf1.nn.rnn_cell.LSTMCell(options.hidden_dim)
+                  for _ in range(options.num_layers)]
+        cell = layers[0] if options.num_layers == 1 else tf1.nn.rnn_cell.MultiRNNCell(layers)
+        out_w = tf1.get_variable("out_w", shape=[options.hidden_dim, len(vocab)])
+        out_b = tf1.get_variable("out_b", shape=[len(vocab)])
+        with tf.name_scope("generate"):
+            generate = export_generation(tf, cell, out_w, out_b, vocab)
+        with tf.name_scope("score"):
+            score = export_scoring(tf, cell, out_w, out_b, vocab)
+        signature = tf1.saved_model.signature_def_utils.predict_signature_def
+        return graph, {"serving_default": signature(*generate), "score": signature(*score)}
+
+
+def export_generation(tf, cell, out_w, out_b, vocab):
+    """serving_default's inputs and outputs (export_graph)."""
+    tf1 = tf.compat.v1
+    prime = tf1.placeholder(tf.string, [None], name="prime")
+    length = tf1.placeholder(tf.int32, [], name="length")
+    temperature = tf1.placeholder(tf.float32, [], name="temperature")
+    seed = tf1.placeholder(tf.int64, [], name="seed")
+    checks = [
+        tf.debugging.Assert(
+            (length >= 1) & (length <= EXPORT_MAX_LENGTH),
+            [f"length must be from 1 to {EXPORT_MAX_LENGTH:,}, got", length]),
+        tf.debugging.Assert(
+            (temperature >= 0) & tf.math.is_finite(temperature),
+            ["temperature must be 0 (the likeliest character each time) or a positive "
+             "finite number, got", temperature])]
+    ids, lengths = ids_of_strings(tf, prime, vocab, "the prime")
+    streams = tf.shape(prime)[0]
+    # An empty prime starts, as the post's sample() does, from one character at random.
+    at_random = tf.random.stateless_uniform([streams], tf.stack([seed, -1]), 0, len(vocab),
+                                            dtype=tf.int32)
+    first = tf.where(lengths > 0, ids[:, 0], at_random)
+    ids = tf.concat([first[:, tf.newaxis], ids[:, 1:]], 1)
+    _, state = tf1.nn.dynamic_rnn(
+        cell, tf.one_hot(tf.transpose(ids), len(vocab)), sequence_length=tf.maximum(lengths, 1),
+        initial_state=cell.zero_state(streams, tf.float32), time_major=True, scope="rnn")
+    greedy = tf.equal(temperature, 0)
+    divisor = tf.where(greedy, 1.0, temperature)
+
+    def choose(step, scores):
+        # Less the largest score, so that a tiny temperature divides nothing into infinity.
+        scaled = (scores - tf.reduce_max(scores, 1, keepdims=True)) / divisor
+        drawn = tf.random.stateless_categorical(scaled, 1, tf.stack([seed, tf.cast(step,
+                                                                                  tf.int64)]),
+                                                dtype=tf.int32)[:, 0]
+        return tf.where(greedy, tf.argmax(scores, 1, output_type=tf.int32), drawn)
+
+    with tf.control_dependencies(checks):
+        checked_length = tf.identity(length)
+    drawn, _ = draw_loop(tf, cell, out_w, out_b, state, checked_length, choose)
+    text = tf.identity(tf.strings.unicode_encode(tf.gather(code_points(vocab),
+                                                           tf.transpose(drawn)), "UTF-8"),
+                       name="text")
+    return ({"prime": prime, "length": length, "temperature": temperature, "seed": seed},
+            {"text": text})
+
+
+def export_scoring(tf, cell, out_w, out_b, vocab):
+    """score's inputs and outputs (export_graph)."""
+    text = tf.compat.v1.placeholder(tf.string, [None], name="text")
+    ids, lengths = ids_of_strings(tf, text, vocab, "the text")
+    ids = tf.transpose(ids)
+    streams = tf.shape(text)[0]
+
+    def read_one(t, state, nats):
+        _, state = cell(tf.one_hot(ids[t], len(vocab)), state)
+        log_p = tf.nn.log_softmax(output_layer(tf, top_output(state), out_w, out_b))
+        surprise = -tf.gather(log_p, ids[t + 1], batch_dims=1)
+        scored = tf.cast(surprise, tf.float64) * tf.cast(t + 1 < lengths, tf.float64)
+        return t + 1, state, nats + scored
+
+    # Step by step, keeping only the state and the sums: a whole book scores in little memory.
+    _, _, nats = tf.while_loop(
+        lambda t, *rest: t < tf.shape(ids)[0] - 1, read_one,
+        [tf.constant(0), cell.zero_state(streams, tf.float32), tf.zeros([streams], tf.float64)])
+    chars_scored = tf.maximum(lengths - 1, 0, name="chars_scored")
+    bits = tf.cast(nats / tf.cast(chars_scored, tf.float64) / math.log(2), tf.float32,
+                   name="bits_per_char")
+    return {"text": text}, {"bits_per_char": bits, "chars_scored": chars_scored}
+
+
+def code_points(vocab):
+    return np.array([ord(ch) for ch in vocab], np.int32)
+
+
+def ids_of_strings(tf, strings, vocab, what):
+    """Strings of UTF-8 as the ids of their characters, padded with 0 to the longest (and to
+    one character at least), [B, longest], and their lengths in characters [B]. A character
+    not in `vocab` fails the run with an InvalidArgumentError that names it."""
+    points = tf.strings.unicode_decode(strings, "UTF-8", errors="strict")
+    flat = points.flat_values
+    order = np.argsort(code_points(vocab))
+    in_order = code_points(vocab)[order]
+    position = tf.minimum(tf.searchsorted(in_order, flat), len(vocab) - 1)
+    known = tf.equal(tf.gather(in_order, position), flat)
+    # Each once, in the order they come; the message shows them between brackets.
+    unknown, _ = tf.unique(tf.boolean_mask(flat, ~known))
+    check = tf.debugging.Assert(tf.reduce_all(known),
+                                [f"{what} has characters the model does not know:",
+                                 tf.strings.unicode_encode(unknown, "UTF-8")])
+    with tf.control_dependencies([check]):
+        ids = points.with_flat_values(tf.gather(order.astype(np.int32), position))
+        lengths = tf.cast(points.row_lengths(), tf.int32)
+        width = tf.reduce_max(tf.concat([lengths, [1]], 0))
+        return ids.to_tensor(shape=tf.stack([tf.shape(strings)[0], width])), lengths
+
+
+def write_saved_model(tf, graph, signatures, prefix, folder):
+    """Restore the checkpoint `prefix` into `graph` (export_graph's) and write it, with its
+    signatures, as a SavedModel in `folder` (which must not exist), tagged "serve"."""
+    tf1 = tf.compat.v1
+    with tf1.Session(graph=graph) as session:
+        restore_checkpoint(session, tf1.train.Saver(graph.get_collection("variables")), prefix)
+        builder = tf1.saved_model.Builder(folder)
+        builder.add_meta_graph_and_variables(session, [tf1.saved_model.tag_constants.SERVING],
+                                             signature_def_map=signatures,
+                                             strip_default_attrs=True)
+        builder.save()
 
 
 def command(argv=None):

@@ -72,7 +72,15 @@ def assert_one_line_and_nothing_lost(result, code, words, before, folder):
     (["--passage-length", "50"], "--passage-length goes with --visualize"),
     (["--passage-start", "-1", "--visualize"], "--passage-start: must be 0 or more"),
     (["--visualize", "--passage-length", "99999999"], "--passage-length: must be at most 20,000"),
-    (["--checkpoint", "ckpt/ckpt-20"], "--checkpoint goes with --sample, --visualize or --resume"),
+    (["--checkpoint", "ckpt/ckpt-20"],
+     "--checkpoint goes with --sample, --visualize, --resume or --export"),
+    (["--export", "models", "--sample"], "--sample and --export do not go together"),
+    (["--export", "models", "--temperature", "0.5"],
+     "--temperature does not go with --export, which takes only TEXT_FILE, --save-dir, "
+     "--checkpoint and --best: the prime, length, temperature and seed are given to the "
+     "exported model at each call"),
+    (["--export", "models", "--iterations", "10"], "--iterations does not go with --export"),
+    (["--export"], "argument --export: expected one argument"),
     (["--sample", "--best", "--checkpoint", "ckpt/ckpt-20"],
      "--checkpoint and --best do not go together"),
     (["--resume", "--save-dir", "ckpt", "--checkpoint", "ckpt/ckpt-20"],

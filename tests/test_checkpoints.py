@@ -464,7 +464,7 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-@pytest.mark.parametrize("mode", ["--resume", "--sample", "--visualize"])
+@pytest.mark.parametrize("mode", ["--resume", "--sample", "--visualize", "--export"])
 def test_past_a_damaged_newest_checkpoint_the_newest_intact_one_is_used(damaged, damage, mode):
     """Each command that reads a checkpoint says in one line which it passed over and why,
     uses the newest intact one, and leaves the damaged files as they are; a resumed run goes
@@ -473,7 +473,8 @@ def test_past_a_damaged_newest_checkpoint_the_newest_intact_one_is_used(damaged,
     make_damage(damaged / "ckpt")
     before = files_of(damaged / "ckpt")
     args = {"--resume": ["--resume", "--iterations", "40"], "--sample": ["--sample"],
-            "--visualize": ["--visualize", "--passage-length", "60"]}[mode]
+            "--visualize": ["--visualize", "--passage-length", "60"],
+            "--export": ["--export", "models"]}[mode]
     result = run([*args, "--save-dir", "ckpt"], damaged)
     assert result.returncode == 0, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
@@ -485,6 +486,9 @@ def test_past_a_damaged_newest_checkpoint_the_newest_intact_one_is_used(damaged,
         assert "resuming ckpt/ckpt-20 at iteration 20" in result.stdout
         assert aux_funcs.read_checkpoint_list(damaged / "checkpoints" / "richard")[-1] == \
             "ckpt-40"
+    if mode == "--export":
+        assert result.stdout.startswith("exporting ckpt/ckpt-20 (20 iterations;")
+        assert os.listdir(damaged / "models") == ["1"]
 
 
 def test_past_a_damaged_newest_checkpoint_of_the_latest_run_sampling_says_one_line(damaged):
@@ -509,7 +513,8 @@ def test_past_a_damaged_newest_checkpoint_best_falls_back_too(damaged):
     assert result.stdout.strip()
 
 
-@pytest.mark.parametrize("mode", [["--resume", "--iterations", "40"], ["--sample"]])
+@pytest.mark.parametrize("mode", [["--resume", "--iterations", "40"], ["--sample"],
+                                  ["--export", "models"]])
 def test_a_folder_of_damaged_checkpoints_is_one_line_and_left_alone(damaged, mode):
     for name in aux_funcs.read_checkpoint_list(damaged / "ckpt"):
         (damaged / "ckpt" / f"{name}.index").unlink()
@@ -555,7 +560,8 @@ def test_checkpoint_resumes_into_a_new_run_folder_leaving_its_own_alone(damaged)
     ("ckpt/ckpt-99", "checkpoint ckpt/ckpt-99 is damaged or incomplete (ckpt-99.index: no such"),
     ("ckpt/ckpt-20", "checkpoint ckpt/ckpt-20 is damaged or incomplete (its data file has 100"),
 ])
-@pytest.mark.parametrize("mode", [["--sample"], ["--visualize"], ["--resume"]])
+@pytest.mark.parametrize("mode", [["--sample"], ["--visualize"], ["--resume"],
+                                  ["--export", "models"]])
 def test_checkpoint_missing_or_damaged_is_one_line_and_writes_nothing(damaged, prefix, words,
                                                                      mode):
     truncate_data(damaged / "ckpt", "ckpt-20")

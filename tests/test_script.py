@@ -144,9 +144,13 @@ def test_help_answers_without_importing_tensorflow(hamlet_dir, no_tensorflow):
                  "--learning-rate", "--optimizer", "--sample-every", "--sample-length",
                  "--seed", "--encoding", "--plots-dir", "--save-dir", "--resume", "--sample",
                  "--temperature", "--prime", "--argmax", "--val-fraction", "--logdir",
-                 "--best", "--clip", "--sampler", "--gradient", "--bf16"):
+                 "--best", "--clip", "--sampler", "--gradient", "--bf16", "--export"):
         assert flag in result.stdout
     assert "(default: 4001)" in result.stdout
+
+
+def test_the_readme_stays_a_guide_of_at_most_20000_bytes():
+    assert os.path.getsize(os.path.join(os.path.dirname(SCRIPT), "README.md")) <= 20_000
 
 
 def test_every_option_has_one_flag_with_its_help(lstm):

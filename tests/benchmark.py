@@ -370,6 +370,136 @@ def scale_check(megabytes):
         return os.path.getsize(big) / 2 ** 20, first_report, peak
 
 
+# The exported model's rows: characters written per call, and how long the load test runs
+# each way (one thread, then eight at once), in seconds.
+SERVING_LENGTH = 1000
+SERVING_STREAMS = 64
+LOAD_THREADS = 8
+
+
+def serving_checkpoint(folder):
+    """A checkpoint of one layer of 500 on the works to export and sample from: a few
+    iterations (the speed of writing does not depend on how well the model writes)."""
+    subprocess.run([sys.executable, SCRIPT, TEXT, "--iterations", "21", "--sample-every", "10",
+                    "--sample-length", "10", "--val-fraction", "0", "--save-dir",
+                    os.path.join(folder, "ckpt"), "--plots-dir", folder],
+                   capture_output=True, check=True)
+    return os.path.join(folder, "ckpt")
+
+
+def export_seconds(save_dir, folder):
+    """`--export` from the command to the prompt, as a user waits for it."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, SCRIPT, "--export", os.path.join(folder, "models"),
+                    "--save-dir", save_dir], capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def sample_worker(save_dir):
+    """--sample's characters per second: its in-graph sampler, one stream, in pieces as it
+    writes them, on the checkpoint in save_dir."""
+    lstm = load_script()
+    import numpy as np
+
+    saved = aux_funcs.latest_checkpoint(save_dir)
+    options = lstm.resolve_options({}, saved, (lstm.MODEL,))
+    vocab = saved.info["vocabulary"]
+    tf = lstm.import_tensorflow(options)
+    model = lstm.add_extras(tf, lstm.build_graph(tf, len(vocab),
+                                                 lstm.replace(options, batch_size=1)))
+    with lstm.open_session(tf, model, options) as session:
+        lstm.restore_checkpoint(session, model.saver, saved.prefix)
+        rng = np.random.default_rng(0)
+        times = []
+        for _ in range(4):
+            start = time.perf_counter()
+            list(lstm.sample_by_options(session, model, options, vocab, SERVING_LENGTH, rng))
+            times.append(time.perf_counter() - start)
+    print(json.dumps({"chars/s": SERVING_LENGTH / statistics.median(times[1:])}))
+
+
+def serving_worker(model_dir, seconds):
+    """The exported model as another program uses it: loaded by tf.saved_model.load in a
+    process that imports only TensorFlow, with TensorFlow's default settings; characters per
+    second of serving_default for one prime, for SERVING_STREAMS at once, and for calls of one
+    prime made for `seconds` by one thread, then by LOAD_THREADS at once."""
+    import threading
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    write = tf.saved_model.load(model_dir).signatures["serving_default"]
+
+    def rate(streams, calls=4):
+        times = []
+        for call in range(calls):
+            start = time.perf_counter()
+            write(prime=["ROMEO"] * streams, length=SERVING_LENGTH, temperature=1.0, seed=call)
+            times.append(time.perf_counter() - start)
+        return streams * SERVING_LENGTH / statistics.median(times[1:])
+
+    def under_load(threads):
+        written, stop = [0] * threads, time.perf_counter() + seconds
+
+        def keep_calling(k):
+            while time.perf_counter() < stop:
+                text = write(prime=["ROMEO"], length=200, temperature=1.0, seed=k)["text"]
+                written[k] += len(text[0].numpy().decode())
+        pool = [threading.Thread(target=keep_calling, args=(k,)) for k in range(threads)]
+        start = time.perf_counter()
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        return sum(written) / (time.perf_counter() - start)
+
+    print(json.dumps({"1 prime": rate(1), f"{SERVING_STREAMS} primes": rate(SERVING_STREAMS),
+                      "1 thread": under_load(1), f"{LOAD_THREADS} threads":
+                      under_load(LOAD_THREADS)}))
+
+
+def worker_json(*args):
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def serving_rows(repeats, seconds):
+    """The exported model against --sample, repeat after repeat, each in processes of its
+    own; print the table and the export's time."""
+    runs = {"sample": [], "serving": [], "export s": []}
+    with tempfile.TemporaryDirectory() as folder:
+        save_dir = serving_checkpoint(folder)
+        for repeat in range(repeats):
+            runs["export s"].append(export_seconds(save_dir, folder))
+            model_dir = os.path.join(folder, "models", str(repeat + 1))
+            runs["sample"].append(worker_json("--sample-worker", save_dir)["chars/s"])
+            runs["serving"].append(worker_json("--serving-worker", model_dir, "--seconds",
+                                               str(seconds)))
+            print(f"  repeat {repeat + 1}/{repeats}: the exported model done", file=sys.stderr)
+        size = aux_funcs.folder_size(model_dir)
+
+    def median(key):
+        return statistics.median(run[key] for run in runs["serving"])
+    sample = statistics.median(runs["sample"])
+    one = median("1 prime")
+    print(f"\n| the exported model, one layer of 500 ({aux_funcs.format_bytes(size)}), "
+          "from a process that imports only TensorFlow | chars/s | ratio |")
+    print("|---|--------:|------:|")
+    print(f"| `--sample`: the in-graph sampler, one stream | {sample:7,.0f} | |")
+    print(f"| serving_default, 1 prime, {SERVING_LENGTH} characters | {one:7,.0f} | "
+          f"{one / sample:.2f} x --sample |")
+    many = median(f"{SERVING_STREAMS} primes")
+    print(f"| serving_default, {SERVING_STREAMS} primes at once | {many:7,.0f} | "
+          f"{many / one:.1f} x 1 prime |")
+    alone, loaded = median("1 thread"), median(f"{LOAD_THREADS} threads")
+    print(f"| serving_default, 1 prime a call: 1 thread for {seconds:g} s | {alone:7,.0f} | |")
+    print(f"| the same, {LOAD_THREADS} threads at once, total | {loaded:7,.0f} | "
+          f"{loaded / alone:.2f} x 1 thread |")
+    print(f"\n`--export` of one layer of 500: {statistics.median(runs['export s']):.1f} s from "
+          f"the command to the prompt (median of {repeats})")
+
+
 def cpuinfo():
     """/proc/cpuinfo's text, or "" where there is none."""
     try:
@@ -416,7 +546,12 @@ def main():
                         help="only the profiles of a training step: batch 1, batch 32 with one "
                         "layer, with --bf16 (where it applies) and with two layers")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--serving", action="store_true",
+                        help="only the exported model's rows (--quick: one repeat, shorter)")
     parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sample-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--serving-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--iterations", type=int, help=argparse.SUPPRESS)
@@ -427,6 +562,13 @@ def main():
         return profile_worker(args.profile_worker, args.layers, args.bf16)
     if args.profile:
         return print_profiles()
+    if args.sample_worker:
+        return sample_worker(args.sample_worker)
+    if args.serving_worker:
+        return serving_worker(args.serving_worker, args.seconds)
+    serving_repeats, serving_seconds = (1, 5) if args.quick else (5, 30)
+    if args.serving:
+        return serving_rows(serving_repeats, serving_seconds)
 
     repeats = 1 if args.quick else 5
     results = {name: [] for name in CONFIGS}
@@ -521,6 +663,7 @@ def main():
              "defaults", "graph")]:
         chars = median(name, f"{sampler} sampler chars/s")
         print(f"| {what} | {chars:7,.0f} | {chars / base_feed:10.2f} | {chars / feed:6.2f} |")
+    serving_rows(serving_repeats, serving_seconds)
     print_profiles()
     size, first, peak = scale_check(100)
     print(f"\nscale: a {size:.0f} MiB text reached its first report line in {first:.1f} s "

@@ -15,7 +15,8 @@ Usage:
     python tf-lstm-char.py --resume                 # go on after Ctrl-C, from checkpoints/
     python tf-lstm-char.py --sample --prime "ROSALIND" --temperature 0.7
     python tf-lstm-char.py --visualize              # which cells learned what, as a page
-    python tf-lstm-char.py --export models/shakespeare  # a SavedModel for TensorFlow Serving
+    python tf-lstm-char.py --export models/shakespeare
+                                                    # a SavedModel, for TensorFlow Serving
     python tf-lstm-char.py --help                   # every option
 
 Hyperparameters:

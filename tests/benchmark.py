@@ -3,6 +3,7 @@
     python tests/benchmark.py            # about half an hour on two cores
     python tests/benchmark.py --quick    # one repeat, fewer iterations: about four minutes
     python tests/benchmark.py --profile  # only where a training step's time goes
+    python tests/benchmark.py --serving  # only the exported model's rows: about seven minutes
 
 Every configuration trains hidden 500 (one layer, or two where it says so), 100 steps a window,
 on data/shakespeare.txt, in its own process (oneDNN is fixed when TensorFlow is imported). The
@@ -17,9 +18,12 @@ When torch is installed (`pip install torch`; it is not a requirement), PyTorch'
 trains the same model, loss, optimizer and batch in the same run; at batch 1 also with oneDNN
 off, to show what its fused LSTM is worth; without it, its rows say how to get it. Rows that
 would measure nothing new on this processor say why instead: --bf16 without AVX512-BF16 or
-AMX-BF16 (the program leaves it off), the AVX2 cap without AVX-512. Then the profiles: the ops
-that take the most of one training step, from TensorFlow's step stats (RunOptions
-FULL_TRACE). Last, the scale check: a 100 MB text, from start to the first report line.
+AMX-BF16 (the program leaves it off), the AVX2 cap without AVX-512. Then the exported model
+(--export), loaded by a process that imports only TensorFlow: one prime against --sample's
+in-graph sampler, 64 primes at once against one, eight threads calling at once against one,
+and how long --export takes. Then the profiles: the ops that take the most of one training
+step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB
+text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """

@@ -19,9 +19,9 @@ trains the same model, loss, optimizer and batch in the same run; at batch 1 als
 off, to show what its fused LSTM is worth; without it, its rows say how to get it. Rows that
 would measure nothing new on this processor say why instead: --bf16 without AVX512-BF16 or
 AMX-BF16 (the program leaves it off), the AVX2 cap without AVX-512. Then the exported model
-(--export), loaded by a process that imports only TensorFlow: one prime against --sample's
-in-graph sampler, 64 primes at once against one, eight threads calling at once against one,
-and how long --export takes. Then the profiles: the ops that take the most of one training
+(--export), loaded by tf.saved_model.load with TensorFlow's defaults: one prime against
+--sample's in-graph sampler, 64 primes at once against one, eight threads calling at once
+against one, and how long --export takes. Then the profiles: the ops that take the most of one training
 step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB
 text, from start to the first report line.
 
@@ -374,8 +374,8 @@ def scale_check(megabytes):
         return os.path.getsize(big) / 2 ** 20, first_report, peak
 
 
-# The exported model's rows: characters written per call, and how long the load test runs
-# each way (one thread, then eight at once), in seconds.
+# The exported model's rows: characters a stream writes per call, primes in the batched row,
+# and threads calling at once in the load test.
 SERVING_LENGTH = 1000
 SERVING_STREAMS = 64
 LOAD_THREADS = 8
@@ -424,9 +424,10 @@ def sample_worker(save_dir):
 
 def serving_worker(model_dir, seconds):
     """The exported model as another program uses it: loaded by tf.saved_model.load in a
-    process that imports only TensorFlow, with TensorFlow's default settings; characters per
-    second of serving_default for one prime, for SERVING_STREAMS at once, and for calls of one
-    prime made for `seconds` by one thread, then by LOAD_THREADS at once."""
+    process that imports none of the program's TensorFlow code, with TensorFlow's default
+    settings; characters per second of serving_default for one prime, for SERVING_STREAMS at
+    once, and for calls of one prime made for `seconds` by one thread, then by LOAD_THREADS
+    at once."""
     import threading
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -488,7 +489,7 @@ def serving_rows(repeats, seconds):
     sample = statistics.median(runs["sample"])
     one = median("1 prime")
     print(f"\n| the exported model, one layer of 500 ({aux_funcs.format_bytes(size)}), "
-          "from a process that imports only TensorFlow | chars/s | ratio |")
+          "loaded by tf.saved_model.load alone | chars/s | ratio |")
     print("|---|--------:|------:|")
     print(f"| `--sample`: the in-graph sampler, one stream | {sample:7,.0f} | |")
     print(f"| serving_default, 1 prime, {SERVING_LENGTH} characters | {one:7,.0f} | "

@@ -118,6 +118,19 @@ def trained_run(folder, name, text, *args):
     return folder
 
 
+# A small model's flags, for runs that train in a second or two.
+TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
+        "--sample-length", "30"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A folder with richard.txt and a 30-iteration run saved in ckpt/, for a test module to
+    read (tests that change it copy it first)."""
+    return trained_run(tmp_path_factory.mktemp("trained"), "richard.txt", RICHARD,
+                       "--iterations", "30", "--seed", "3", *TINY)
+
+
 def build(lstm, tf, vocab_size=VOCAB, **options):
     """A small graph as the program builds it, the post's with the extras: its Model."""
     options = lstm.Options(**{"hidden_dim": HIDDEN, **options})

@@ -16,19 +16,10 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import (HAMLET, RICHARD as TEXT, SCRIPT, files_of, run_in_process as run,
-                      run_script, trained_run)
+from conftest import (HAMLET, RICHARD as TEXT, SCRIPT, TINY, files_of, run_in_process as run,
+                      run_script)
 
 UNICODE_TEXT = "Grüße aus Köln – 你好，世界！\n" * 30
-TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
-        "--sample-length", "30"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A folder with richard.txt and a 30-iteration run saved in ckpt/."""
-    return trained_run(tmp_path_factory.mktemp("trained"), "richard.txt", TEXT,
-                       "--iterations", "30", "--seed", "3", *TINY)
 
 
 def test_a_checkpoint_holds_what_the_graph_does_not(trained):

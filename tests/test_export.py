@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import (REPO, RICHARD, files_of, run_in_process as run, run_script,
+from conftest import (REPO, RICHARD, TINY, files_of, run_in_process as run, run_script,
                       trained_run, unprivileged)
 
-TINY = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
-        "--sample-length", "30"]
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 PRIME = "Now is the winter"
 
@@ -35,13 +33,6 @@ def export(folder, *args):
     result = run(["--export", "models/richard", *args], folder)
     assert result.returncode == 0, result.stderr
     return folder / re.search(r"^wrote (\S+) ", result.stdout, re.MULTILINE).group(1)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A folder with richard.txt and a 30-iteration run saved in ckpt/."""
-    return trained_run(tmp_path_factory.mktemp("trained"), "richard.txt", RICHARD,
-                       "--iterations", "30", "--seed", "3", *TINY)
 
 
 @pytest.fixture(scope="module")

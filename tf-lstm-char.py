@@ -1719,9 +1719,8 @@ def chosen_cells(statistics, options):
 
 def print_cells(prefix, options, found, scored, scored_what):
     """The features' cells, as a table."""
-    layers = "1 layer" if options.num_layers == 1 else f"{options.num_layers} layers"
-    print(f"{aux_funcs.display_path(prefix)}: {layers} of {options.hidden_dim} cells, "
-          f"compared over {scored:,} {scored_what} characters")
+    print(f"{aux_funcs.display_path(prefix)}: {layer_count(options)} of {options.hidden_dim} "
+          f"cells, compared over {scored:,} {scored_what} characters")
     print(f"  {'feature':<42} {'layer':>5} {'cell':>5} {'r':>7}")
     for name, cell, r in found:
         layer, index = layer_and_index(cell, options.hidden_dim)
@@ -1729,6 +1728,11 @@ def print_cells(prefix, options, found, scored, scored_what):
     for name in aux_funcs.FEATURES:
         if name not in {found_name for found_name, _, _ in found}:
             print(f"  {name:<42} (does not occur in the text)")
+
+
+def layer_count(options):
+    """'1 layer', '2 layers', ...: how deep the model is, in words."""
+    return "1 layer" if options.num_layers == 1 else f"{options.num_layers} layers"
 
 
 def layer_and_index(cell, hidden):
@@ -1797,10 +1801,9 @@ def export_command(typed):
     options = resolve_options(typed, saved, (MODEL,))
     vocab = saved.info["vocabulary"]
     aux_funcs.make_writable_dir(options.export, "--export")
-    layers = "1 layer" if options.num_layers == 1 else f"{options.num_layers} layers"
     print(f"exporting {aux_funcs.display_path(saved.prefix)} ({saved.info['iteration']} "
-          f"iterations; {layers} of {options.hidden_dim}, {len(vocab)} characters)",
-          flush=True)
+          f"iterations; {layer_count(options)} of {options.hidden_dim}, {len(vocab)} "
+          "characters)", flush=True)
     tf = import_tensorflow(options)
     graph, signatures = export_graph(tf, vocab, options)
     # Built aside, then moved into place whole: a server watching DIR never sees a version

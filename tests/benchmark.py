@@ -21,9 +21,9 @@ would measure nothing new on this processor say why instead: --bf16 without AVX5
 AMX-BF16 (the program leaves it off), the AVX2 cap without AVX-512. Then the exported model
 (--export), loaded by tf.saved_model.load with TensorFlow's defaults: one prime against
 --sample's in-graph sampler, 64 primes at once against one, eight threads calling at once
-against one, and how long --export takes. Then the profiles: the ops that take the most of one training
-step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB
-text, from start to the first report line.
+against one, and how long --export takes. Then the profiles: the ops that take the most of
+one training step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
+check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """

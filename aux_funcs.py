@@ -337,45 +337,473 @@ def cell_shade(level):
     return f"c{'p' if level >= 0 else 'm'}{abs(level)}"
 
 
-def write_cells_page(path, title, notes, passage, surprise, top_next, sections, picture):
+# The page's JavaScript. The first part is the post's LSTM, forward only, and needs nothing
+# of a browser (tests run it under Node); the second is the page around it.
+PAGE_LSTM_SCRIPT = r""""use strict";
+// The post's LSTM, forward only, in plain JavaScript: what TensorFlow's LSTMCell computes,
+// from the checkpoint's own weights. In the post's notation, with z_t = [x_t, h_{t-1}], W a
+// layer's kernel and b its bias (x_t one-hot in the first layer, the h_t of the layer below
+// in the others):
+//
+//     i, j, f, o = split(z_t W + b)
+//     c_t = sigmoid(f + forget_bias) * c_{t-1} + sigmoid(i) * tanh(j)
+//     h_t = sigmoid(o) * tanh(c_t)
+//
+// and the next character's probabilities are softmax(h_t out_w + out_b) of the top layer.
+// Sums run in double precision; TensorFlow's in single, which differs by about 1e-6.
+
+// The weights, from the base64 of float32s one after another: each layer's kernel and bias,
+// then out_w and out_b.
+function loadModel(spec, base64) {
+  const raw = atob(base64.replace(/\s+/g, ""));
+  const bytes = new Uint8Array(raw.length);
+  for (let k = 0; k < raw.length; k++) bytes[k] = raw.charCodeAt(k);
+  const floats = new Float32Array(bytes.buffer);
+  let taken = 0;
+  const take = (size) => floats.subarray(taken, (taken += size));
+  const V = spec.vocab.length, H = spec.hidden;
+  const layers = [];
+  for (let l = 0; l < spec.layers; l++) {
+    const inputs = l === 0 ? V : H;
+    const kernel = take((inputs + H) * 4 * H), bias = take(4 * H);
+    // The first layer's x_t is one-hot: its part of z_t W is a row of W, looked up. The
+    // rest of z_t multiplies W's remaining rows.
+    const dense = l === 0 ? V : 0;
+    layers.push({kernel, bias, dense, rows: inputs + H - dense,
+                 packed: packColumns(kernel, dense, inputs + H - dense, 4 * H)});
+  }
+  const model = {vocab: spec.vocab, hidden: H, forgetBias: spec.forget_bias, layers,
+                 outW: take(H * V), outB: take(V)};
+  if (taken !== floats.length) throw new Error("the weights are not the model's size");
+  model.ids = new Map(spec.vocab.map((ch, id) => [ch, id]));
+  return model;
+}
+
+// A vector times W runs fastest in JavaScript when four neighbouring columns of W sit
+// together, row after row: W's rows from `first` on, as [columns / 4][rows][4].
+function packColumns(kernel, first, rows, columns) {
+  const packed = new Float32Array(rows * columns);
+  let p = 0;
+  for (let j = 0; j < columns; j += 4)
+    for (let r = 0; r < rows; r++)
+      for (let q = 0; q < 4; q++) packed[p++] = kernel[(first + r) * columns + j + q];
+  return packed;
+}
+
+// out += v W, for W packed by packColumns.
+function addProduct(out, v, packed, rows) {
+  let p = 0;
+  for (let j = 0; j < out.length; j += 4) {
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (let r = 0; r < rows; r++, p += 4) {
+      const x = v[r];
+      s0 += packed[p] * x; s1 += packed[p + 1] * x;
+      s2 += packed[p + 2] * x; s3 += packed[p + 3] * x;
+    }
+    out[j] += s0; out[j + 1] += s1; out[j + 2] += s2; out[j + 3] += s3;
+  }
+}
+
+const sigmoid = (x) => 1 / (1 + Math.exp(-x));
+
+// c and h of every layer, all zero: the state the post starts each sample from.
+function zeroState(model) {
+  const zeros = () => model.layers.map(() => new Float64Array(model.hidden));
+  return {c: zeros(), h: zeros()};
+}
+
+function copyState(state) {
+  return {c: state.c.map((c) => c.slice()), h: state.h.map((h) => h.slice())};
+}
+
+// One character, by its id, through every layer: the state moves to step t.
+function step(model, state, id) {
+  const H = model.hidden;
+  let below = null;
+  model.layers.forEach((layer, l) => {
+    const c = state.c[l], h = state.h[l];
+    const zW = new Float64Array(4 * H);
+    for (let k = 0; k < 4 * H; k++)
+      zW[k] = layer.bias[k] + (l === 0 ? layer.kernel[id * 4 * H + k] : 0);
+    let z = h;
+    if (l > 0) {
+      z = new Float64Array(2 * H);
+      z.set(below);
+      z.set(h, H);
+    }
+    addProduct(zW, z, layer.packed, layer.rows);
+    for (let k = 0; k < H; k++) {
+      const i = zW[k], j = zW[H + k], f = zW[2 * H + k], o = zW[3 * H + k];
+      c[k] = sigmoid(f + model.forgetBias) * c[k] + sigmoid(i) * Math.tanh(j);
+      h[k] = sigmoid(o) * Math.tanh(c[k]);
+    }
+    below = h;
+  });
+}
+
+// The scores of each next character, h_t out_w + out_b, from the top layer.
+function logits(model, state) {
+  const V = model.vocab.length, h = state.h[state.h.length - 1];
+  const scores = Float64Array.from(model.outB);
+  for (let k = 0; k < model.hidden; k++) {
+    const hk = h[k], row = k * V;
+    for (let v = 0; v < V; v++) scores[v] += hk * model.outW[row + v];
+  }
+  return scores;
+}
+
+// softmax(scores / temperature), less the largest score first so that nothing overflows.
+function softmax(scores, temperature = 1) {
+  const top = Math.max(...scores);
+  const p = scores.map((s) => Math.exp((s - top) / temperature));
+  const sum = p.reduce((a, b) => a + b, 0);
+  return p.map((x) => x / sum);
+}
+
+// A passage as the network reads it, one character at a time: the surprise at each
+// character in bits, -log2 p, given those before it; the five likeliest next characters
+// after it; and tanh(c) of the cells in `cells` ([layer from 1, index]). A character the
+// model does not know is skipped: the state passes over it unchanged.
+class Reading {
+  constructor(model, cells) {
+    this.model = model;
+    this.cells = cells;
+    this.text = [];      // the characters read, one string each
+    this.known = [];     // whether the model knows each
+    this.bits = [];      // NaN for the first known character and for those skipped
+    this.top = [];       // [[id, p] x 5] after each known character
+    this.c = [];         // tanh(c) of each of `cells` after each known character
+    this.state = zeroState(model);
+    this.p = null;       // the next character's probabilities; null before the first
+    this.saved = new Map([[0, copyState(this.state)]]);
+  }
+
+  // Every this many characters the state is kept, so that an edit is read from there.
+  static get EVERY() { return 32; }
+
+  read(ch) {
+    const n = this.text.length, id = this.model.ids.get(ch);
+    this.text.push(ch);
+    this.known.push(id !== undefined);
+    if (id === undefined) {
+      this.bits.push(NaN); this.top.push(null); this.c.push(null);
+    } else {
+      this.bits.push(this.p ? -Math.log2(this.p[id]) : NaN);
+      step(this.model, this.state, id);
+      this.p = softmax(logits(this.model, this.state));
+      this.top.push(likeliest(this.p, 5));
+      this.c.push(this.cells.map(([layer, index]) =>
+        Math.tanh(this.state.c[layer - 1][index])));
+    }
+    if ((n + 1) % Reading.EVERY === 0) this.saved.set(n + 1, copyState(this.state));
+  }
+
+  // Forget every character from `length` on, as if they had never been read.
+  truncate(length) {
+    if (length >= this.text.length) return;
+    const kept = Math.floor(length / Reading.EVERY) * Reading.EVERY;
+    for (const at of this.saved.keys()) if (at > kept) this.saved.delete(at);
+    const replay = this.text.slice(kept, length);
+    for (const list of [this.text, this.known, this.bits, this.top, this.c]) list.length = kept;
+    this.state = copyState(this.saved.get(kept));
+    const last = this.known.lastIndexOf(true);
+    this.p = last < 0 ? null : softmax(logits(this.model, this.state));
+    replay.forEach((ch) => this.read(ch));
+  }
+
+  // A next character drawn from softmax(scores / temperature), with `random` in [0, 1).
+  draw(temperature, random) {
+    const p = this.p ? softmax(logits(this.model, this.state), temperature)
+                     : this.model.vocab.map(() => 1 / this.model.vocab.length);
+    let left = random;
+    for (let id = 0; id < p.length; id++) if ((left -= p[id]) < 0) return this.model.vocab[id];
+    return this.model.vocab[p.length - 1];
+  }
+}
+
+// The `count` likeliest ids in p, as [id, p], likeliest first.
+function likeliest(p, count) {
+  const best = [];
+  p.forEach((x, id) => {
+    if (best.length < count || x > best[best.length - 1][1]) {
+      best.push([id, x]);
+      best.sort((a, b) => b[1] - a[1]);
+      best.length = Math.min(best.length, count);
+    }
+  });
+  return best;
+}
+"""
+
+PAGE_SCRIPT = r""""use strict";
+// The page: the passage in a box, read by the network in this page whenever it changes and
+// drawn as rows of characters, one shaded by surprise and one per cell by its tanh(c).
+const $ = (id) => document.getElementById(id);
+const spec = JSON.parse($("spec").textContent);
+const model = loadModel(spec, $("weights").textContent);
+const box = $("passage"), status = $("status"), skipped = $("skipped");
+const SURPRISE_FULL = 8;  // bits: the darkest orange, and beyond
+let reading = null;
+let drawn = 0;  // characters whose spans in every row are up to date
+let job = 0;    // counts up with each reading or writing begun, so that an older one stops
+
+const rows = () => [...document.querySelectorAll(".row")];
+const cellsOf = (elements) => elements.filter((row) => row.dataset.layer)
+  .map((row) => [Number(row.dataset.layer), Number(row.dataset.index)]);
+const pause = () => new Promise((resume) => setTimeout(resume));
+const escapeHtml = (ch) => ch.replace(/[&<>"]/g, (x) => `&#${x.charCodeAt(0)};`);
+// As the Python side shows characters: a newline as a return arrow (still breaking the line
+// here), other characters that print nothing as a middle dot.
+const showChar = (ch) => ch === "\n" ? "\u21b5" : ch !== " " && /^[\p{C}\p{Z}]$/u.test(ch)
+  ? "\u00b7" : ch;
+
+function span(kind, t) {
+  const ch = reading.text[t];
+  const text = escapeHtml(showChar(ch)) + (ch === "\n" ? "\n" : "");
+  if (!reading.known[t]) return `<span class="unknown">${text}</span>`;
+  if (kind === null) {
+    const bits = reading.bits[t];
+    if (Number.isNaN(bits)) return `<span class="s">${text}</span>`;
+    const level = Math.round(10 * Math.min(bits, SURPRISE_FULL) / SURPRISE_FULL);
+    return `<span class="s${level}" data-bits="${bits.toFixed(5)}">${text}</span>`;
+  }
+  const value = reading.c[t][kind], level = Math.round(10 * value);
+  return `<span class="c${level >= 0 ? "p" : "m"}${Math.abs(level)}" ` +
+    `data-c="${value.toFixed(5)}">${text}</span>`;
+}
+
+// Every row brought up to the characters read, redrawing only from the first out of date.
+function draw() {
+  let kind = 0;
+  for (const row of rows()) {
+    const which = row.dataset.layer ? kind++ : null;
+    while (row.children.length > drawn) row.lastChild.remove();
+    const spans = [];
+    for (let t = drawn; t < reading.text.length; t++) spans.push(span(which, t));
+    row.insertAdjacentHTML("beforeend", spans.join(""));
+  }
+  drawn = reading.text.length;
+}
+
+function describe(done) {
+  const scored = reading.bits.filter((bits) => !Number.isNaN(bits));
+  const mean = scored.reduce((a, b) => a + b, 0) / scored.length;
+  status.textContent = `${done} The passage: ${reading.text.length.toLocaleString("en")} ` +
+    "characters" + (scored.length ? `, ${mean.toFixed(4)} bits of surprise per character ` +
+    "after the first." : ".");
+  const unknown = [...new Set(reading.text.filter((_, t) => !reading.known[t]))];
+  skipped.textContent = unknown.length ? "Skipped, as characters the model does not know " +
+    `(dotted): ${unknown.map((ch) => JSON.stringify(ch)).join(" ")}.` : "";
+}
+
+// The passage in the page's address, so that the address shares it.
+function keepInAddress() {
+  try {
+    history.replaceState(null, "", "#text=" + encodeURIComponent(box.value));
+  } catch (error) {
+    // A browser may refuse to change a file's address; the page works on without it.
+  }
+}
+
+// Read the box's text from its first character that changed, in slices of about 50 ms, so
+// that the page answers while a long passage is read.
+async function readBox() {
+  const mine = ++job, text = [...box.value], started = performance.now();
+  let t = 0;
+  while (t < text.length && t < reading.text.length && text[t] === reading.text[t]) t++;
+  reading.truncate(t);
+  drawn = Math.min(drawn, t);
+  document.body.dataset.state = "reading";
+  while (t < text.length) {
+    const until = performance.now() + 50;
+    while (t < text.length && performance.now() < until) reading.read(text[t++]);
+    if (t < text.length) {
+      status.textContent = `Reading: ${t.toLocaleString("en")} of ` +
+        `${text.length.toLocaleString("en")} characters.`;
+      await pause();
+      if (mine !== job) return;
+    }
+  }
+  draw();
+  const seconds = (performance.now() - started) / 1000;
+  describe(`Read in ${seconds.toFixed(2)} s.`);
+  document.body.dataset.seconds = seconds.toFixed(4);
+  document.body.dataset.state = "ready";
+}
+
+// Continue the passage by `count` characters drawn at `temperature`, each drawn as it comes.
+async function write(count, temperature) {
+  const mine = ++job, started = performance.now();
+  let written = 0;
+  document.body.dataset.state = "writing";
+  box.readOnly = true;
+  $("write").textContent = "Stop";
+  while (written < count && mine === job) {
+    const until = performance.now() + 30;
+    while (written < count && performance.now() < until) {
+      reading.read(reading.draw(temperature, Math.random()));
+      written++;
+    }
+    draw();
+    box.value = reading.text.join("");
+    box.scrollTop = box.scrollHeight;
+    await pause();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  box.readOnly = false;
+  $("write").textContent = "Let it write";
+  describe(`Wrote ${written.toLocaleString("en")} characters in ${seconds.toFixed(2)} s ` +
+    `(${Math.round(written / seconds).toLocaleString("en")} a second).`);
+  document.body.dataset.written = String(written);
+  document.body.dataset.seconds = seconds.toFixed(4);
+  document.body.dataset.state = "ready";
+  keepInAddress();
+}
+
+// A new reading from the first character: for the cells of every row now on the page.
+function readAfresh() {
+  reading = new Reading(model, cellsOf(rows()));
+  drawn = 0;
+  return readBox();
+}
+
+function addCell(event) {
+  event.preventDefault();
+  const layer = Number($("layer").value), index = Number($("index").value);
+  if (!(Number.isInteger(layer) && layer >= 1 && layer <= spec.layers &&
+        Number.isInteger(index) && index >= 0 && index < spec.hidden)) {
+    $("added-note").textContent = `A layer from 1 to ${spec.layers} and a cell from 0 to ` +
+      `${spec.hidden - 1}, please.`;
+    return;
+  }
+  $("added-note").textContent = "";
+  const heading = document.createElement("h3"), row = document.createElement("div");
+  heading.textContent = `layer ${layer}, cell ${index}`;
+  row.className = "row";
+  row.dataset.layer = layer;
+  row.dataset.index = index;
+  $("added").append(heading, row);
+  readAfresh();
+}
+
+// The five likeliest next characters, or a cell's value, put on a character when pointed at.
+function explain(event) {
+  const target = event.target;
+  if (target.tagName !== "SPAN" || target.title) return;
+  const row = target.parentElement, t = Array.prototype.indexOf.call(row.children, target);
+  if (!reading.known[t]) {
+    target.title = "a character the model does not know: skipped";
+  } else if (row.id === "surprise") {
+    const bits = reading.bits[t];
+    target.title = (Number.isNaN(bits) ? "" : `${bits.toFixed(2)} bits; `) + "next: " +
+      reading.top[t].map(([id, p]) => `${showChar(model.vocab[id])} ${(100 * p).toFixed(1)}%`)
+        .join("  ");
+  } else {
+    target.title = Number(target.dataset.c).toFixed(2);
+  }
+}
+
+box.addEventListener("input", () => { readBox(); keepInAddress(); });
+$("rows").addEventListener("mouseover", explain);
+$("add").addEventListener("submit", addCell);
+$("temperature").addEventListener("input",
+  () => { $("temperature-shown").textContent = Number($("temperature").value).toFixed(2); });
+$("write").addEventListener("click", (event) => {
+  event.preventDefault();
+  if (document.body.dataset.state === "writing") {
+    job++;
+    return;
+  }
+  const count = Math.max(1, Math.min(Number($("count").value) || 200, 100000));
+  write(count, Number($("temperature").value));
+});
+if (location.hash.startsWith("#text=")) {
+  try {
+    box.value = decodeURIComponent(location.hash.slice("#text=".length));
+  } catch (error) {
+    $("address-note").textContent = "The address's #text= is not a percent-encoded " +
+      "passage; here is the page's own.";
+  }
+}
+readAfresh();
+"""
+
+
+def write_cells_page(path, title, notes, passage, model, sections, picture):
     """Write a page that needs nothing outside itself (no scripts, fonts or styles from
-    elsewhere; the picture inline), atomically: `passage` shaded by the network's surprise at
-    each character (bits; NaN where there is none), with its five likeliest next characters
-    ([(character, probability)] per character) shown on pointing; then `sections`, each
-    (heading, [(label, tanh(c) per character)]), a row of the passage per cell; then the PNG
-    bytes of `picture`. `notes` are paragraphs of plain text under the title."""
-    surprise = np.asarray(surprise, dtype=float)
-    top = max(float(np.nanmax(surprise)) if np.any(np.isfinite(surprise)) else 0.0, 1e-9)
+    elsewhere; the picture inline), atomically. It holds the network: `model` is a dict of
+    "vocab" (a list of characters), "hidden", "forget_bias" and "weights" (each layer's kernel
+    and bias, then out_w and out_b, numpy arrays as the checkpoint has them), embedded as
+    float32 and read by the page's own JavaScript (PAGE_LSTM_SCRIPT). The page shows
+    `passage` in a box that can be edited, then reads it as the network does, in the browser,
+    whenever it changes: a row shaded by the surprise at each character (bits), with the
+    five likeliest next characters shown on pointing; then `sections`, each (heading,
+    [(label, layer from 1, index)]), a row per cell shaded by its tanh(c); then a form to add
+    any cell's row, and the PNG bytes of `picture`. It can continue the passage, drawing
+    characters from the network. `notes` are paragraphs of plain text under the title.
+    Opened with #text= and a percent-encoded passage, it shows that passage instead."""
+    weights = [np.asarray(array, dtype="<f4") for array in model["weights"]]
+    hidden, layers = int(model["hidden"]), (len(weights) - 2) // 2
+    spec = {"vocab": list(model["vocab"]), "hidden": hidden, "layers": layers,
+            "forget_bias": float(model["forget_bias"])}
+    # In a script element a "</" could end it early: "<" is spelled as an escape instead.
+    spec_json = json.dumps(spec, ensure_ascii=False).replace("<", "\\u003c")
+    encoded_weights = base64.b64encode(b"".join(array.tobytes() for array in weights))
 
-    def row(classes, titles):
-        spans = (f'<span class="{cls}" title="{html.escape(tip)}">'
-                 f"{html.escape(shown_character(ch))}</span>" + ("\n" if ch == "\n" else "")
-                 for ch, cls, tip in zip(passage, classes, titles))
-        return f'<div class="row">{"".join(spans)}</div>'
+    def rows(cells):
+        return "".join(f'<h3>{html.escape(label)}</h3>\n<div class="row" data-layer="{layer}" '
+                       f'data-index="{index}"></div>\n' for label, layer, index in cells)
 
-    surprise_classes = ["s" if np.isnan(bits) else f"s{round(10 * bits / top)}"
-                        for bits in surprise]
-    surprise_titles = [("" if np.isnan(bits) else f"{bits:.2f} bits; ") + "next: " + "  ".join(
-        f"{shown_character(ch)} {100 * p:.1f}%" for ch, p in guesses)
-        for bits, guesses in zip(surprise, top_next)]
     body = [f"<h1>{html.escape(title)}</h1>"]
     body += [f"<p>{html.escape(note)}</p>" for note in notes]
-    body += ["<h2>Surprise: -log2 p of each character, given those before it</h2>",
-             "<p>Point at a character for its surprise and the five characters the network "
-             "thought likeliest to come next.</p>", row(surprise_classes, surprise_titles)]
+    body += [
+        "<noscript><p>The network runs in this page, in JavaScript, which is off: turn it on "
+        "to see the rows.</p></noscript>",
+        "<h2>The passage</h2>",
+        "<p>Type or paste: the network, in this page, reads the passage again from the first "
+        "character that changed, and the rows below follow. Its address then holds the "
+        "passage (<code>#text=</code>), to share it.</p>",
+        # A textarea drops a newline straight after its tag: one is given, to keep the
+        # passage's own.
+        f'<textarea id="passage" rows="8" spellcheck="false">\n{html.escape(passage)}'
+        "</textarea>",
+        '<form class="controls" id="writing">Continue it by <input id="count" type="number" '
+        'min="1" max="100000" value="200"> characters at temperature <input id="temperature" '
+        'type="range" min="0.2" max="2" step="0.05" value="1"> <output id="temperature-shown">'
+        '1.00</output> <button id="write">Let it write</button> (below 1, likelier '
+        "characters; above, more adventurous)</form>",
+        '<p id="status">Reading the passage...</p>', '<p id="skipped"></p>',
+        '<p id="address-note"></p>',
+        '<div id="rows">',
+        "<h2>Surprise: -log2 p of each character, given those before it</h2>",
+        "<p>Point at a character for its surprise and the five characters the network "
+        "thought likeliest to come next.</p>", '<div class="row" id="surprise"></div>']
     for heading, cells in sections:
-        body.append(f"<h2>{html.escape(heading)}</h2>")
-        for label, values in cells:
-            classes = [cell_shade(round(10 * v)) for v in values]
-            body += [f"<h3>{html.escape(label)}</h3>", row(classes, [f"{v:.2f}"
-                                                                        for v in values])]
+        body += [f"<h2>{html.escape(heading)}</h2>", rows(cells)]
+    body += [
+        "<h2>Any cell you choose</h2>",
+        f'<form class="controls" id="add">Layer <input id="layer" type="number" min="1" '
+        f'max="{layers}" value="1"> cell <input id="index" type="number" min="0" '
+        f'max="{hidden - 1}" value="0"> <button>Add its row</button></form>',
+        '<p id="added-note"></p>', '<div id="added"></div>', "</div>"]
     encoded = base64.b64encode(picture).decode("ascii")
     body += ["<h2>The picture: an excerpt, and the gates' saturation</h2>",
              f'<img alt="an excerpt shaded by surprise and cells; gate saturation per layer" '
-             f'src="data:image/png;base64,{encoded}">']
+             f'src="data:image/png;base64,{encoded}">',
+             f'<script type="application/json" id="spec">{spec_json}</script>',
+             '<script type="application/octet-stream" id="weights">',
+             encoded_weights.decode("ascii"), "</script>",
+             f'<script id="lstm">\n{PAGE_LSTM_SCRIPT}</script>',
+             f'<script id="page">\n{PAGE_SCRIPT}</script>']
     styles = ["body { font-family: sans-serif; max-width: 70em; margin: 1em auto; }",
-              ".row { font-family: monospace; white-space: pre-wrap; line-height: 1.5; "
-              "border: 1px solid #ddd; padding: 0.4em; }",
+              ".row, textarea { font-family: monospace; font-size: 0.95em; "
+              "white-space: pre-wrap; line-height: 1.5; border: 1px solid #ddd; "
+              "padding: 0.4em; }",
+              "textarea { width: 100%; box-sizing: border-box; }",
+              ".controls { margin: 0.6em 0; }",
+              "#count, #layer, #index { width: 5em; }",
+              "#skipped, #added-note, #address-note { color: #a33; }",
+              ".unknown { outline: 1px dotted #a33; color: #a33; }",
               "img { max-width: 100%; }"]
     # The strongest shades stay light enough to read the characters on.
     styles += [f".s{level} {{ background: rgba(255, 140, 0, {0.08 * level:.2f}); }}"

@@ -1632,10 +1632,11 @@ def visualize_command(typed):
                                      aux_funcs.text_to_ids(scored, char_to_idx))
         seen = read_passage(session, model.inside, passage,
                             aux_funcs.text_to_ids(passage, char_to_idx), vocab)
+        network = network_for_page(session, model, vocab)
     found, ordinary = chosen_cells(statistics, options)
     print_cells(saved.prefix, options, found, len(scored), scored_what)
     page, picture = draw_cells(options, saved.prefix, run_name(os.path.dirname(saved.prefix)),
-                               seen, statistics, found, ordinary,
+                               seen, network, statistics, found, ordinary,
                                f"{len(scored):,} {scored_what} characters")
     # What the exported model's score signature gives for the same passage.
     print(f"the passage: {len(passage):,} characters, {np.mean(seen.surprise[1:]):.4f} bits "
@@ -1682,6 +1683,16 @@ def read_passage(session, inside, text, ids, vocab):
                 for row in probabilities]
     return Passage(text, np.tanh(cells.reshape(len(ids), -1)),
                    np.concatenate([[np.nan], surprise]), top_next)
+
+
+def network_for_page(session, model, vocab):
+    """What the page needs to run the network itself: the vocabulary, and each layer's
+    kernel and bias, then out_w and out_b, as the session holds them."""
+    layers = model.layers
+    weights = session.run([variable for layer in layers for variable in layer.variables[:2]]
+                          + [model.out_w, model.out_b])
+    return {"vocab": vocab, "hidden": layers[0].output_size, "weights": weights,
+            "forget_bias": layers[0]._forget_bias}
 
 
 def cell_statistics(session, inside, text, ids):
@@ -1744,10 +1755,11 @@ def layer_and_index(cell, hidden):
 EXCERPT_CHARS = 80  # of the passage, in the picture
 
 
-def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored):
+def draw_cells(options, prefix, name, seen, network, statistics, found, ordinary, scored):
     """The page and the picture of what the cells track, <plots-dir>/<run>_cells.html and
     .png: the Passage `seen`, shaded by surprise and by the cells `found` for each feature
-    and a few `ordinary` ones, and each layer's gate saturation."""
+    and a few `ordinary` ones, and each layer's gate saturation. The page holds the
+    `network` (network_for_page) and computes its rows itself."""
     hidden = options.hidden_dim
     start = aux_funcs.telling_excerpt(seen.text, EXCERPT_CHARS)
     excerpt = slice(start, start + EXCERPT_CHARS)
@@ -1778,12 +1790,12 @@ def draw_cells(options, prefix, name, seen, statistics, found, ordinary, scored)
             "its value.",
             "Each feature's cell is the one, in any layer, whose tanh(c) correlates best "
             f"(Pearson r, either sign) with the feature over {scored}."],
-        seen.text, seen.surprise, seen.top_next,
+        seen.text, network,
         [("Cells found by what they track",
-          [(f"{feature}: {label(cell)}, r = {r:+.2f}", seen.activations[:, cell])
+          [(f"{feature}: {label(cell)}, r = {r:+.2f}", *layer_and_index(cell, hidden))
            for feature, cell, r in found]),
          ("Cells picked at random: what an ordinary cell looks like",
-          [(label(cell), seen.activations[:, cell]) for cell in ordinary])], png)
+          [(label(cell), *layer_and_index(cell, hidden)) for cell in ordinary])], png)
     return page, picture
 
 

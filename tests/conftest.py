@@ -131,6 +131,31 @@ def trained(tmp_path_factory):
                        "--iterations", "30", "--seed", "3", *TINY)
 
 
+# A play in miniature, so that every feature of --visualize occurs: speakers' names in
+# capitals, stage directions in brackets, a quotation.
+PLAY = ("KING.\nNow is the winter of our discontent [Aside] made glorious.\n\n"
+        "QUEEN.\n\"Summer\" by this sun of York, my lord.\n\n") * 30
+PLAY_FLAGS = ["--hidden-dim", "16", "--seq-length", "10", "--sample-every", "10",
+              "--sample-length", "20"]
+
+
+@pytest.fixture(scope="session")
+def play(tmp_path_factory):
+    """A folder with play.txt and a 30-iteration run of it saved in ckpt/."""
+    return trained_run(tmp_path_factory.mktemp("play"), "play.txt", PLAY, "--iterations", "30",
+                       "--seed", "3", *PLAY_FLAGS)
+
+
+@pytest.fixture(scope="session")
+def visualized(play):
+    """--visualize of the play's run, on a passage of 120 characters: its output; the page
+    and picture are in the play's plots/."""
+    result = run_in_process(["--visualize", "--save-dir", "ckpt", "--passage-length", "120"],
+                            play)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def build(lstm, tf, vocab_size=VOCAB, **options):
     """A small graph as the program builds it, the post's with the extras: its Model."""
     options = lstm.Options(**{"hidden_dim": HIDDEN, **options})

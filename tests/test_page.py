@@ -1,0 +1,295 @@
+"""The page --visualize writes runs the network itself, in JavaScript: what it computes is held
+to TensorFlow's from the same checkpoint, under Node and, where it is installed, in headless
+Chromium."""
+import base64
+import html
+import json
+import re
+import shutil
+import subprocess
+import urllib.parse
+
+import numpy as np
+import pytest
+
+import aux_funcs
+import chromium
+from conftest import PLAY, PLAY_FLAGS, run_in_process, session_of, trained_run
+
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="Node is not installed")
+needs_chromium = pytest.mark.skipif(chromium.BINARY is None, reason=chromium.WHY_NOT)
+
+# Runs the page's own model script, given with what to read on standard input, and prints
+# what it read, as JSON.
+NODE_READER = """
+const vm = require("vm");
+const given = JSON.parse(require("fs").readFileSync(0, "utf8"));
+vm.runInThisContext(given.script + `
+globalThis.readGiven = (given) => {
+  const model = loadModel(given.spec, given.weights);
+  const reading = new Reading(model, given.cells);
+  for (const ch of given.passage) reading.read(ch);
+  if (given.edit) {
+    reading.truncate(given.edit.at);
+    for (const ch of given.edit.text) reading.read(ch);
+  }
+  const drawn = given.draws ? given.draws.at.map((u) => reading.draw(given.draws.temperature, u))
+                            : [];
+  return {bits: reading.bits.map((bits) => Number.isNaN(bits) ? null : bits),
+          c: reading.c, known: reading.known, top: reading.top, drawn};
+};`);
+process.stdout.write(JSON.stringify(readGiven(given)));
+"""
+
+
+class Page:
+    """What a written cells page holds, taken apart."""
+
+    def __init__(self, path):
+        self.text = path.read_text(encoding="utf-8")
+        self.uri = path.as_uri()
+        self.scripts = dict(re.findall(r'<script[^>]* id="([a-z]+)">\n?(.*?)</script>',
+                                       self.text, re.DOTALL))
+        self.spec = json.loads(self.scripts["spec"])
+        self.weights = self.scripts["weights"]
+        self.passage = html.unescape(re.search(r'<textarea id="passage"[^>]*>\n(.*?)</textarea>',
+                                               self.text, re.DOTALL).group(1))
+        self.cells = [[int(layer), int(index)] for layer, index in re.findall(
+            r'data-layer="(\d+)" data-index="(\d+)"', self.text)]
+
+    def read_in_node(self, passage=None, cells=None, **more):
+        given = {"script": self.scripts["lstm"], "spec": self.spec, "weights": self.weights,
+                 "passage": self.passage if passage is None else passage,
+                 "cells": self.cells if cells is None else cells, **more}
+        result = subprocess.run([NODE, "-e", NODE_READER], input=json.dumps(given),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+def tensorflow_reading(lstm, tf, folder, text, num_layers=1):
+    """TensorFlow's reading of `text` with the latest checkpoint in folder/ckpt: the surprise
+    at each character after the first (bits) and the next character's probabilities after
+    each, from the post's graph, and tanh(c) of every cell after each [chars, layers *
+    hidden], from the look inside (which test_the_gates_rebuild_what_dynamic_rnn_gives holds
+    to dynamic_rnn)."""
+    saved = aux_funcs.latest_checkpoint(str(folder / "ckpt"))
+    vocab = saved.info["vocabulary"]
+    ids = np.array([vocab.index(ch) for ch in text])
+    model = lstm.add_extras(tf, lstm.build_graph(tf, len(vocab), lstm.Options(
+        hidden_dim=16, num_layers=num_layers)), look_inside=True)
+    with session_of(lstm, tf, model) as session:
+        lstm.restore_checkpoint(session, model.saver, saved.prefix)
+        probabilities = session.run(model.probabilities, {
+            model.x: aux_funcs.encode(ids, len(vocab))[:, np.newaxis],
+            model.init_state: np.zeros(model.init_state.shape, np.float32)})
+        seen = lstm.read_passage(session, model.inside, text, ids, vocab)
+    return -np.log2(probabilities[np.arange(len(ids) - 1), ids[1:]]), seen.activations, \
+        probabilities
+
+
+@pytest.fixture(scope="module")
+def page(visualized, play):
+    return Page(play / "plots" / "ckpt_cells.html")
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory):
+    """A two-layer run with dropout, and its page."""
+    folder = trained_run(tmp_path_factory.mktemp("deep"), "play.txt", PLAY, "--num-layers",
+                         "2", "--dropout", "0.3", "--iterations", "20", "--seed", "4",
+                         *PLAY_FLAGS)
+    result = run_in_process(["--visualize", "--save-dir", "ckpt", "--passage-length", "150"],
+                            folder)
+    assert result.returncode == 0, result.stderr
+    return folder, Page(folder / "plots" / "ckpt_cells.html")
+
+
+def test_the_page_holds_the_checkpoints_network_and_fetches_nothing(tf, page, play):
+    # Nothing fetched from anywhere: every source inline, no requests from the scripts.
+    assert [source[:22] for source in re.findall(r'(?:src|href)="([^"]*)"', page.text)] == [
+        "data:image/png;base64,"]
+    assert not re.search(r"<link|@import|url\(|<iframe|<object", page.text, re.I)
+    code = page.scripts["lstm"] + page.scripts["page"]
+    assert not re.search(r"fetch\(|XMLHttpRequest|import\(|WebSocket|\bsrc\b", code)
+    saved = aux_funcs.latest_checkpoint(str(play / "ckpt"))
+    assert page.spec == {"vocab": list(saved.info["vocabulary"]), "hidden": 16, "layers": 1,
+                         "forget_bias": 1.0}
+    # The kernel, bias, out_w and out_b, exactly as the checkpoint holds them.
+    reader = tf.train.load_checkpoint(saved.prefix)
+    expected = np.concatenate([reader.get_tensor(name).ravel() for name in (
+        "rnn/lstm_cell/kernel", "rnn/lstm_cell/bias", "out_w", "out_b")])
+    assert np.array_equal(np.frombuffer(base64.b64decode(page.weights), "<f4"), expected)
+    assert page.passage == PLAY[len(PLAY) - round(len(PLAY) * 0.1):][:120]
+    assert len(page.cells) == len(aux_funcs.FEATURES) + 3
+
+
+@needs_node
+def test_the_pages_javascript_reads_as_tensorflow_does(lstm, tf, page, play):
+    every_cell = [[1, index] for index in range(16)]
+    read = page.read_in_node(cells=every_cell)
+    bits, activations, _ = tensorflow_reading(lstm, tf, play, page.passage)
+    assert read["bits"][0] is None and all(read["known"])
+    np.testing.assert_allclose(read["bits"][1:], bits, atol=1e-3)
+    np.testing.assert_allclose(read["c"], activations, atol=1e-3)
+    # Closer still than asked: the page's sums are in double precision.
+    assert np.max(np.abs(np.array(read["bits"][1:]) - bits)) < 1e-4
+
+
+@needs_node
+def test_two_layers_read_as_tensorflow_does(lstm, tf, deep):
+    folder, deep_page = deep
+    assert deep_page.spec["layers"] == 2
+    every_cell = [[layer, index] for layer in (1, 2) for index in range(16)]
+    read = deep_page.read_in_node(cells=every_cell)
+    bits, activations, _ = tensorflow_reading(lstm, tf, folder, deep_page.passage, 2)
+    np.testing.assert_allclose(read["bits"][1:], bits, atol=1e-3)
+    np.testing.assert_allclose(read["c"], activations, atol=1e-3)
+
+
+@needs_node
+def test_unknown_characters_are_skipped_as_if_absent(lstm, tf, page, play):
+    passage = "Zoë: KING.\nNow is the winter ✓of our"
+    read = page.read_in_node(passage=passage, cells=[[1, 3]])
+    known = [ch in page.spec["vocab"] for ch in passage]
+    assert read["known"] == known and known.count(False) == 4
+    bits, activations, _ = tensorflow_reading(
+        lstm, tf, play, "".join(ch for ch in passage if ch in page.spec["vocab"]))
+    kept = [value for value, is_known in zip(read["bits"], known) if is_known]
+    assert kept[0] is None
+    np.testing.assert_allclose(kept[1:], bits, atol=1e-3)
+    np.testing.assert_allclose([c for c in read["c"] if c is not None], activations[:, [3]],
+                               atol=1e-3)
+    assert all(read["bits"][t] is None and read["c"][t] is None
+               for t in range(len(passage)) if not known[t])
+
+
+@needs_node
+@pytest.mark.parametrize("at", [0, 31, 32, 70, 119])
+def test_an_edit_reads_on_from_where_it_changed_as_a_fresh_reading_would(page, at):
+    edited = page.passage[:at] + "my lord, [Aside]" + page.passage[at + 5:]
+    fresh = page.read_in_node(passage=edited)
+    after_edit = page.read_in_node(edit={"at": at, "text": edited[at:]})
+    assert after_edit == fresh
+
+
+@needs_node
+def test_drawn_characters_follow_the_probabilities_at_a_temperature(lstm, tf, page, play):
+    temperature = 0.5
+    at = (np.arange(2000) + 0.5) / 2000
+    read = page.read_in_node(draws={"temperature": temperature, "at": at.tolist()})
+    last = tensorflow_reading(lstm, tf, play, page.passage)[2][-1]
+    expected = last.astype(np.float64) ** (1 / temperature)
+    expected /= expected.sum()
+    counts = np.array([read["drawn"].count(ch) for ch in page.spec["vocab"]]) / len(at)
+    # Evenly spaced draws land in each character's share to within one draw's width.
+    np.testing.assert_allclose(counts, expected, atol=1.5 / len(at) + 1e-4)
+
+
+def random_network(hidden, layers, vocab, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = []
+    for layer in range(layers):
+        inputs = vocab if layer == 0 else hidden
+        weights += [rng.normal(0, 0.1, ((inputs + hidden), 4 * hidden)),
+                    rng.normal(0, 0.1, 4 * hidden)]
+    weights += [rng.normal(0, 0.1, (hidden, vocab)), rng.normal(0, 0.1, vocab)]
+    return {"vocab": [chr(32 + k) for k in range(vocab)], "hidden": hidden,
+            "forget_bias": 1.0, "weights": weights}
+
+
+@pytest.mark.parametrize("layers, most", [(1, 8 * 2**20), (2, 20 * 2**20)])
+def test_a_page_of_500_cells_a_layer_weighs_what_the_issue_allows(tmp_path, layers, most):
+    """Shakespeare's 84 characters, a passage of the longest allowed and a picture of 300 KB:
+    at most 8 MB with one layer of 500, 20 MB with two."""
+    network = random_network(500, layers, 84)
+    passage = "".join(np.random.default_rng(1).choice(list("abc de\n"), 20_000))
+    path = aux_funcs.write_cells_page(
+        tmp_path / "p.html", "big", ["note"], passage, network,
+        [("found", [(f"cell {k}", 1, k) for k in range(8)])], b"\x89PNG" * 75_000)
+    assert path.stat().st_size <= most
+
+
+def open_page(browser, page, passage=None):
+    url = page.uri + ("" if passage is None else "#text=" + urllib.parse.quote(passage))
+    browser.open(url, "document.body.dataset.state === 'ready'")
+
+
+SURPRISE_OF_PAGE = ("[...document.querySelectorAll('#surprise span')].map((span) => "
+                    "span.className === 'unknown' ? 'unknown' : span.dataset.bits ?? null)")
+
+
+@needs_chromium
+def test_chromium_opens_a_link_with_a_passage_and_reads_as_tensorflow_does(lstm, tf, page,
+                                                                          play, tmp_path):
+    passage = "QUEEN.\n\"Summer\" by this sun of York, my lord Zeus.\n[Aside]"
+    with chromium.Chromium() as browser:
+        open_page(browser, page, passage)
+        surprise = browser.evaluate(SURPRISE_OF_PAGE)
+        assert browser.evaluate("document.getElementById('passage').value") == passage
+        skipped = browser.evaluate("document.getElementById('skipped').textContent")
+        status = browser.evaluate("document.getElementById('status').textContent")
+        browser.screenshot(tmp_path / "page.png")
+    assert [value == "unknown" for value in surprise] == [
+        ch not in page.spec["vocab"] for ch in passage]
+    assert '"Z"' in skipped and "does not know" in skipped
+    known = "".join(ch for ch in passage if ch in page.spec["vocab"])
+    bits, _, _ = tensorflow_reading(lstm, tf, play, known)
+    shown = [value for value in surprise if value != "unknown"]
+    assert shown[0] is None
+    np.testing.assert_allclose([float(value) for value in shown[1:]], bits, atol=1e-3)
+    assert f"{len(passage)} characters, {np.mean(bits):.4f} bits" in status
+    assert (tmp_path / "page.png").stat().st_size > 20_000, "the screenshot looks empty"
+
+
+@needs_chromium
+def test_in_chromium_typing_adding_a_cell_and_writing_follow(lstm, tf, page, play):
+    typed = "KING.\nNow is the winter of our"
+    with chromium.Chromium() as browser:
+        open_page(browser, page)
+        default_rows = browser.evaluate("document.querySelectorAll('#surprise span').length")
+        browser.evaluate(f"""(() => {{
+            const box = document.getElementById('passage');
+            box.value = {json.dumps(typed)};
+            box.dispatchEvent(new Event('input'));
+            document.getElementById('layer').value = 1;
+            document.getElementById('index').value = 11;
+            document.querySelector('#add button').click();
+        }})()""")
+        wait_ready(browser)
+        added = browser.evaluate(
+            "[...document.querySelectorAll('#added .row span')].map((s) => s.dataset.c)")
+        address = browser.evaluate("decodeURIComponent(location.hash)")
+        controls = browser.evaluate("""(() => {
+            const t = document.getElementById('temperature');
+            return [t.min, t.max, document.getElementById('count').value];
+        })()""")
+        browser.evaluate("document.getElementById('count').value = 50; "
+                         "document.getElementById('write').click()")
+        wait_ready(browser)
+        after = browser.evaluate(SURPRISE_OF_PAGE)
+        cells = browser.evaluate("[...document.querySelectorAll('.row[data-layer]')].map("
+                                 "(row) => row.children.length)")
+        written = browser.evaluate("document.getElementById('passage').value")
+        status = browser.evaluate("document.getElementById('status').textContent")
+    assert default_rows == 120
+    assert address == "#text=" + typed
+    assert controls == ["0.2", "2", "200"]
+    _, activations, _ = tensorflow_reading(lstm, tf, play, typed)
+    np.testing.assert_allclose([float(c) for c in added], activations[:, 11], atol=1e-3)
+    assert written.startswith(typed) and len(written) == len(typed) + 50
+    assert len(after) == len(written) and all(value is not None for value in after[1:])
+    assert set(cells) == {len(written)}
+    assert status.startswith("Wrote 50 characters in ")
+    bits, _, _ = tensorflow_reading(lstm, tf, play, written)
+    np.testing.assert_allclose([float(value) for value in after[1:]], bits, atol=1e-3)
+
+
+def wait_ready(browser, timeout=60):
+    browser.evaluate(f"""new Promise((done, fail) => {{
+        const deadline = performance.now() + {timeout * 1000};
+        const check = () => document.body.dataset.state === 'ready' ? done() :
+            performance.now() > deadline ? fail('not ready') : setTimeout(check, 20);
+        setTimeout(check, 20);
+    }})""")

@@ -20,6 +20,7 @@ import time
 import zipfile
 from collections import namedtuple
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -216,6 +217,19 @@ def telling_excerpt(text, length):
     return starts[int(np.argmax(shown))]
 
 
+def excerpt_lines(text, start, lines=4, width=80):
+    """The excerpt of `text` from `start` as the picture shows it: up to `lines` lines of at
+    most `width` characters, each (begin, end) in `text`. A line ends after its newline (which
+    it shows) or, longer than `width`, is wrapped."""
+    spans = []
+    while len(spans) < lines and start < len(text):
+        newline = text.find("\n", start, start + width)
+        end = start + width if newline < 0 else newline + 1
+        spans.append((start, min(end, len(text))))
+        start = end
+    return spans
+
+
 class CellStatistics:
     """What is learned of the cells over a text read window by window: each cell's Pearson r
     with each feature, and how often each of its gates is saturated.
@@ -278,37 +292,56 @@ def shown_character(ch):
 
 
 def plot_cells(path, title, excerpt, surprise, rows, saturation):
-    """Draw what the cells track to a PNG, atomically: `excerpt` shaded by the network's
-    surprise at each character (bits) and by each of `rows` ([(label, tanh(c) per
-    character)]), and, for each layer, its cells' gate saturation as a scatter.
-    `saturation` is [(left-saturated, right-saturated)] a layer, each [gates, cells]."""
-    columns = max(len(saturation), 3)
-    fig = Figure(figsize=(4 * columns, 0.45 * (len(rows) + 1) + 4.6), dpi=100)
-    grid = fig.add_gridspec(2, columns, height_ratios=[0.45 * (len(rows) + 1), 3.6],
-                            hspace=0.35, wspace=0.35)
-    text_axes = fig.add_subplot(grid[0, :])
+    """Draw what the cells track to a PNG, atomically: on the left, the lines of `excerpt`
+    (a list of strings) shaded by the network's surprise at each character (bits) and again
+    by each of `rows` ([(label, tanh(c) per character of the lines joined)]); on the right,
+    each layer's gate saturation as a scatter, above one another. `surprise` runs over the
+    lines joined, as the rows' values do. `saturation` is [(left-saturated,
+    right-saturated)] a layer, each [gates, cells]."""
+    width = max(len(line) for line in excerpt)
+    starts = np.cumsum([0] + [len(line) for line in excerpt])
+    panel = 0.22 * len(excerpt) + 0.45  # inches: a line of characters each, and a title
+    text_height = panel * (len(rows) + 1) + 1.3
+    height = max(text_height, 3.9 * len(saturation) + 0.4)
+    fig = Figure(figsize=(0.108 * width + 4.6, height), dpi=100)
+    grid = fig.add_gridspec(1, 2, width_ratios=[0.108 * width, 3.6], wspace=0.16,
+                            left=0.02, right=0.98, top=1 - 0.7 / height, bottom=0.35 / height)
+    fig.suptitle(title, fontsize=11, x=0.02, y=1 - 0.1 / height, ha="left", va="top")
+    left = grid[0, 0].subgridspec(len(rows) + 2, 1, hspace=0.5, height_ratios=[panel] * (
+        len(rows) + 1) + [1.3 + height - text_height])
     surprise = np.nan_to_num(np.asarray(surprise, dtype=float), nan=0.0)
     # Surprise from white to orange, kept light enough to read the text on; a cell from blue
     # (-1) through white to red (+1).
-    shades = [("Oranges", 0.0, 1.6 * max(float(surprise.max()), 1e-9), surprise)]
-    shades += [("bwr", -1.0, 1.0, values) for _, values in rows]
-    for row, (colormap, low, high, values) in enumerate(shades):
-        text_axes.imshow(np.asarray(values, dtype=float)[np.newaxis], cmap=colormap, vmin=low,
-                         vmax=high, aspect="auto", extent=(-0.5, len(excerpt) - 0.5,
-                                                          row + 0.5, row - 0.5))
-        for column, ch in enumerate(excerpt):
-            text_axes.text(column, row, shown_character(ch), ha="center", va="center",
-                           family="monospace", fontsize=9)
-    text_axes.set_xlim(-0.5, len(excerpt) - 0.5)
-    text_axes.set_ylim(len(shades) - 0.5, -0.5)
-    text_axes.set_xticks([])
-    text_axes.set_yticks(range(len(shades)),
-                         ["surprise (bits)"] + [label for label, _ in rows], fontsize=7.5)
-    text_axes.set_title(title, fontsize=11)
-    for layer, (left, right) in enumerate(saturation):
-        axes = fig.add_subplot(grid[1, layer])
+    shades = [("surprise (bits)", "Oranges", 0.0, 1.6 * max(float(surprise.max()), 1e-9),
+               surprise)]
+    shades += [(label, "bwr", -1.0, 1.0, values) for label, values in rows]
+    for row, (label, colormap, low, high, values) in enumerate(shades):
+        axes = fig.add_subplot(left[row, 0])
+        values = np.asarray(values, dtype=float)
+        laid_out = np.full((len(excerpt), width), np.nan)
+        for line, text in enumerate(excerpt):
+            laid_out[line, :len(text)] = values[starts[line]:starts[line + 1]]
+            for column, ch in enumerate(text):
+                axes.text(column, line, shown_character(ch), ha="center", va="center",
+                          family="monospace", fontsize=8.5)
+        axes.imshow(laid_out, cmap=matplotlib.colormaps[colormap].with_extremes(bad="white"), vmin=low, vmax=high, aspect="auto",
+                    interpolation="nearest")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        axes.set_title(label, fontsize=8.5, loc="left", pad=3)
+    notes = fig.add_subplot(left[-1, 0])
+    notes.axis("off")
+    notes.text(0, 1, "Above: orange is the network's surprise at a character; red is a "
+               "cell's tanh(c) above 0, blue below 0.\nRight: each point is one cell's gate: "
+               "to the right, the share of steps it is nearly shut (below 0.1);\nup, nearly "
+               "open (above 0.9). A gate near neither axis works in between; the grey line\n"
+               "bounds what the two shares can add up to.", fontsize=8.5, va="top",
+               linespacing=1.5)
+    right = grid[0, 1].subgridspec(len(saturation), 1, hspace=0.35)
+    for layer, (low_share, high_share) in enumerate(saturation):
+        axes = fig.add_subplot(right[layer, 0])
         axes.plot([0, 1], [1, 0], color="0.8", linewidth=0.8)
-        for (name, colour), low, high in zip(GATES, left, right):
+        for (name, colour), low, high in zip(GATES, low_share, high_share):
             axes.scatter(low, high, s=6, alpha=0.5, color=colour, label=name)
         axes.set_xlim(0, 1)
         axes.set_ylim(0, 1)
@@ -317,16 +350,6 @@ def plot_cells(path, title, excerpt, surprise, rows, saturation):
         axes.set_ylabel("fraction right-saturated (> 0.9)", fontsize=8)
         axes.set_title(f"gate saturation, layer {layer + 1}", fontsize=10)
         axes.legend(fontsize=7, loc="upper right", markerscale=2)
-    if len(saturation) < columns:
-        notes = fig.add_subplot(grid[1, len(saturation):])
-        notes.axis("off")
-        notes.text(0, 0.5, "Each point is one cell's gate. Left: the share of steps it is\n"
-                   "nearly shut (below 0.1); up: nearly open (above 0.9). A gate\n"
-                   "near neither axis works in between; the grey line bounds what\n"
-                   "the shares can add up to.\n\n"
-                   "Above: red is a cell's tanh(c) above 0, blue below 0;\n"
-                   "orange, the network's surprise at the character.",
-                   fontsize=9, va="center")
     write_atomically(path, lambda handle: fig.savefig(handle, format="png",
                                                       bbox_inches="tight"))
     return path

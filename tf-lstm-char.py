@@ -1752,7 +1752,8 @@ def layer_and_index(cell, hidden):
     return cell // hidden + 1, cell % hidden
 
 
-EXCERPT_CHARS = 80  # of the passage, in the picture
+# The picture's excerpt of the passage: lines of at most this many characters, this many.
+EXCERPT_WIDTH, EXCERPT_LINES = 80, 4
 
 
 def draw_cells(options, prefix, name, seen, network, statistics, found, ordinary, scored):
@@ -1761,8 +1762,10 @@ def draw_cells(options, prefix, name, seen, network, statistics, found, ordinary
     and a few `ordinary` ones, and each layer's gate saturation. The page holds the
     `network` (network_for_page) and computes its rows itself."""
     hidden = options.hidden_dim
-    start = aux_funcs.telling_excerpt(seen.text, EXCERPT_CHARS)
-    excerpt = slice(start, start + EXCERPT_CHARS)
+    lines = aux_funcs.excerpt_lines(
+        seen.text, aux_funcs.telling_excerpt(seen.text, EXCERPT_WIDTH * EXCERPT_LINES),
+        EXCERPT_LINES, EXCERPT_WIDTH)
+    excerpt = slice(lines[0][0], lines[-1][1])
 
     def label(cell):
         return "layer {}, cell {}".format(*layer_and_index(cell, hidden))
@@ -1771,8 +1774,8 @@ def draw_cells(options, prefix, name, seen, network, statistics, found, ordinary
     picture = aux_funcs.plot_cells(
         os.path.join(options.plots_dir, f"{name}_cells.png"),
         f"What the cells of {name} track ({os.path.basename(prefix)})",
-        seen.text[excerpt], seen.surprise[excerpt],
-        [(f"{feature}\n{label(cell)}, r = {r:+.2f}", seen.activations[excerpt, cell])
+        [seen.text[begin:end] for begin, end in lines], seen.surprise[excerpt],
+        [(f"{feature}: {label(cell)}, r = {r:+.2f}", seen.activations[excerpt, cell])
          for feature, cell, r in strongest],
         [(left[:, k * hidden:(k + 1) * hidden], right[:, k * hidden:(k + 1) * hidden])
          for k in range(options.num_layers)])

@@ -28,6 +28,7 @@ check: a 100 MB text, from start to the first report line.
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
 import argparse
+import html
 import importlib.util
 import json
 import os
@@ -463,6 +464,126 @@ def serving_worker(model_dir, seconds):
                       under_load(LOAD_THREADS)}))
 
 
+# What the page's JavaScript reads under Node: the page's own model script, then a reading
+# of its passage from the first character, timed; one line of JSON.
+NODE_PAGE_READER = """
+const vm = require("vm");
+const given = JSON.parse(require("fs").readFileSync(0, "utf8"));
+vm.runInThisContext(given.script + `
+globalThis.timeReadings = (given) => {
+  const model = loadModel(given.spec, given.weights);
+  const seconds = [];
+  for (let k = 0; k < given.readings; k++) {
+    const reading = new Reading(model, given.cells), started = performance.now();
+    for (const ch of given.passage) reading.read(ch);
+    seconds.push((performance.now() - started) / 1000);
+  }
+  return seconds;
+};`);
+process.stdout.write(JSON.stringify(timeReadings(given)));
+"""
+
+
+def page_of(save_dir, folder, length):
+    """--visualize's page for the checkpoint in save_dir, with a passage of `length`
+    characters: its path, and what its scripts hold."""
+    subprocess.run([sys.executable, SCRIPT, "--visualize", "--save-dir", save_dir,
+                    "--passage-length", str(length), "--plots-dir", folder],
+                   capture_output=True, check=True)
+    path = os.path.join(folder, "ckpt_cells.html")
+    with open(path, encoding="utf-8") as handle:
+        page = handle.read()
+    scripts = dict(re.findall(r'<script[^>]* id="([a-z]+)">\n?(.*?)</script>', page, re.DOTALL))
+    passage = html.unescape(re.search(r'<textarea id="passage"[^>]*>\n(.*?)</textarea>', page,
+                                      re.DOTALL).group(1))
+    cells = [[int(layer), int(index)] for layer, index in re.findall(
+        r'data-layer="(\d+)" data-index="(\d+)"', page)]
+    return path, scripts, passage, cells
+
+
+def node_rates(scripts, passage, cells, repeats):
+    """Characters per second of the page's JavaScript under Node, reading `passage`: the
+    first reading of a fresh process (as a page opening reads), and the fifth (the code
+    compiled by then); medians over `repeats` processes."""
+    first, fifth = [], []
+    for _ in range(repeats):
+        given = {"script": scripts["lstm"], "spec": json.loads(scripts["spec"]),
+                 "weights": scripts["weights"], "passage": passage, "cells": cells,
+                 "readings": 5}
+        seconds = json.loads(subprocess.run(["node", "-e", NODE_PAGE_READER],
+                                            input=json.dumps(given), capture_output=True,
+                                            text=True, check=True).stdout)
+        first.append(len(passage) / seconds[0])
+        fifth.append(len(passage) / seconds[-1])
+    return statistics.median(first), statistics.median(fifth)
+
+
+def chromium_figures(path, passage, repeats):
+    """The page in headless Chromium, as a reader meets it: seconds from opening the file to
+    every row drawn; seconds to read and draw it all again when all of the passage changes;
+    characters per second of "Let it write", 500 characters at temperature 1, as the page
+    reports them. Medians over `repeats` browsers."""
+    import chromium
+
+    changed = passage[::-1]
+    opened, reread, written = [], [], []
+    for _ in range(repeats):
+        with chromium.Chromium() as browser:
+            start = time.perf_counter()
+            browser.open(f"file://{path}", "document.body.dataset.state === 'ready'")
+            opened.append(time.perf_counter() - start)
+            reread.append(browser.evaluate(f"""new Promise((done) => {{
+                const box = document.getElementById('passage'), started = performance.now();
+                box.value = {json.dumps(changed)};
+                box.dispatchEvent(new Event('input'));
+                const check = () => document.body.dataset.state === 'ready'
+                    ? requestAnimationFrame(() => done((performance.now() - started) / 1000))
+                    : setTimeout(check, 1);
+                check();
+            }})"""))
+            browser.evaluate("document.getElementById('count').value = 500; "
+                             "document.getElementById('write').click()")
+            browser.wait_until("document.body.dataset.state === 'ready'")
+            written.append(500 / float(browser.evaluate("document.body.dataset.seconds")))
+    return statistics.median(opened), statistics.median(reread), statistics.median(written)
+
+
+def page_rows(repeats):
+    """The page's figures: its size, its JavaScript under Node, and in Chromium where it is
+    installed; one layer of 500 on the works, a passage of 1,000 characters."""
+    import chromium
+
+    with tempfile.TemporaryDirectory() as folder:
+        save_dir = serving_checkpoint(folder)
+        path, scripts, passage, cells = page_of(save_dir, folder, 1000)
+        size = os.path.getsize(path)
+        first, compiled = node_rates(scripts, passage, cells, repeats)
+        print(f"\n| the --visualize page, one layer of 500, {len(passage):,} characters "
+              f"({aux_funcs.format_bytes(size)}) | figure |")
+        print("|---|------:|")
+        print(f"| Node {node_version()}: chars/s, first reading of a process | {first:,.0f} |")
+        print(f"| Node: chars/s, fifth reading (compiled by then) | {compiled:,.0f} |")
+        if chromium.BINARY is None:
+            print(f"| Chromium | not measured: {chromium.WHY_NOT} |")
+            return
+        opened, reread, written = chromium_figures(path, passage, repeats)
+        print(f"| Chromium {chromium_version()}: opened, read and drawn, s | {opened:.2f} |")
+        print(f"| Chromium: all {len(passage):,} characters changed, read and drawn, s | "
+              f"{reread:.2f} |")
+        print(f"| Chromium: \"Let it write\", chars/s | {written:,.0f} |")
+
+
+def node_version():
+    return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+def chromium_version():
+    import chromium
+
+    return subprocess.run([chromium.BINARY, "--version"], capture_output=True,
+                          text=True).stdout.split()[1]
+
+
 def worker_json(*args):
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
                          check=True).stdout
@@ -553,6 +674,9 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--serving", action="store_true",
                         help="only the exported model's rows (--quick: one repeat, shorter)")
+    parser.add_argument("--page", action="store_true",
+                        help="only the --visualize page's rows: Node, and Chromium where it is "
+                        "installed")
     parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sample-worker", help=argparse.SUPPRESS)
     parser.add_argument("--serving-worker", help=argparse.SUPPRESS)
@@ -574,6 +698,9 @@ def main():
     serving_repeats, serving_seconds = (1, 5) if args.quick else (5, 30)
     if args.serving:
         return serving_rows(serving_repeats, serving_seconds)
+    page_repeats = 1 if args.quick else 5
+    if args.page:
+        return page_rows(page_repeats)
 
     repeats = 1 if args.quick else 5
     results = {name: [] for name in CONFIGS}
@@ -669,6 +796,7 @@ def main():
         chars = median(name, f"{sampler} sampler chars/s")
         print(f"| {what} | {chars:7,.0f} | {chars / base_feed:10.2f} | {chars / feed:6.2f} |")
     serving_rows(serving_repeats, serving_seconds)
+    page_rows(page_repeats)
     print_profiles()
     size, first, peak = scale_check(100)
     print(f"\nscale: a {size:.0f} MiB text reached its first report line in {first:.1f} s "

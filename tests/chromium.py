@@ -75,11 +75,15 @@ class Chromium:
         load the page again."""
         self.call("Page.navigate", self.session, url="about:blank")
         self.call("Page.navigate", self.session, url=url)
+        self.wait_until(f"document.readyState === 'complete' && ({ready})", timeout)
+
+    def wait_until(self, expression, timeout=60):
+        """Wait until a JavaScript expression is true in the tab."""
         deadline = time.monotonic() + timeout
-        while not self.evaluate(f"document.readyState === 'complete' && ({ready})"):
+        while not self.evaluate(expression):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} was not ready after {timeout} s")
-            time.sleep(0.05)
+                raise TimeoutError(f"not true after {timeout} s: {expression}")
+            time.sleep(0.02)
 
     def screenshot(self, path):
         shot = self.call("Page.captureScreenshot", self.session, format="png")

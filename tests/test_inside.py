@@ -4,6 +4,7 @@ import html
 import os
 import re
 
+import matplotlib.image
 import numpy as np
 import pytest
 
@@ -44,6 +45,35 @@ def test_the_excerpt_starts_at_the_line_where_the_most_features_change():
     # From the third line on, a window of 20 sees capitals, brackets and quotation marks.
     assert aux_funcs.telling_excerpt(text, 20) == text.index("KING.")
     assert aux_funcs.telling_excerpt("no lines at all", 5) == 0
+
+
+def test_the_pictures_excerpt_is_lines_of_the_passage_wrapped_at_the_width():
+    text = "ab\ncdefgh\n\nij"
+    # A newline ends its line and is shown; a longer line wraps; four lines at most.
+    assert aux_funcs.excerpt_lines(text, 0, lines=4, width=4) == [(0, 3), (3, 7), (7, 10),
+                                                                 (10, 11)]
+    assert aux_funcs.excerpt_lines(text, 11, lines=4, width=4) == [(11, 13)]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_picture_fills_its_canvas(tmp_path, layers):
+    """Four lines shaded by surprise and three cells on the left, each layer's saturation on
+    the right: no quarter of the picture is left empty."""
+    rng = np.random.default_rng(0)
+    lines = ["KING.\n", "Now is the winter of our discontent [Aside] made glorious.\n", "\n",
+             "QUEEN.\n"]
+    count = sum(map(len, lines))
+    path = aux_funcs.plot_cells(
+        tmp_path / "cells.png", "What the cells track", lines, rng.uniform(0, 6, count),
+        [(f"feature {k}: layer 1, cell {k}, r = +0.50", rng.uniform(-1, 1, count))
+         for k in range(3)],
+        [(rng.uniform(0, 0.5, (3, 50)), rng.uniform(0, 0.5, (3, 50)))] * layers)
+    image = matplotlib.image.imread(path)[..., :3]
+    drawn = image.min(axis=2) < 0.9
+    half_height, half_width = drawn.shape[0] // 2, drawn.shape[1] // 2
+    for rows in (slice(0, half_height), slice(half_height, None)):
+        for columns in (slice(0, half_width), slice(half_width, None)):
+            assert drawn[rows, columns].mean() > 0.03, (rows, columns)
 
 
 def test_cell_statistics_match_numpy_over_windows():

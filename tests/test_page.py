@@ -211,9 +211,12 @@ def test_a_page_of_500_cells_a_layer_weighs_what_the_issue_allows(tmp_path, laye
     assert path.stat().st_size <= most
 
 
+READY = "document.body.dataset.state === 'ready'"
+
+
 def open_page(browser, page, passage=None):
     url = page.uri + ("" if passage is None else "#text=" + urllib.parse.quote(passage))
-    browser.open(url, "document.body.dataset.state === 'ready'")
+    browser.open(url, READY)
 
 
 SURPRISE_OF_PAGE = ("[...document.querySelectorAll('#surprise span')].map((span) => "
@@ -257,7 +260,7 @@ def test_in_chromium_typing_adding_a_cell_and_writing_follow(lstm, tf, page, pla
             document.getElementById('index').value = 11;
             document.querySelector('#add button').click();
         }})()""")
-        wait_ready(browser)
+        browser.wait_until(READY)
         added = browser.evaluate(
             "[...document.querySelectorAll('#added .row span')].map((s) => s.dataset.c)")
         address = browser.evaluate("decodeURIComponent(location.hash)")
@@ -267,7 +270,7 @@ def test_in_chromium_typing_adding_a_cell_and_writing_follow(lstm, tf, page, pla
         })()""")
         browser.evaluate("document.getElementById('count').value = 50; "
                          "document.getElementById('write').click()")
-        wait_ready(browser)
+        browser.wait_until(READY)
         after = browser.evaluate(SURPRISE_OF_PAGE)
         cells = browser.evaluate("[...document.querySelectorAll('.row[data-layer]')].map("
                                  "(row) => row.children.length)")
@@ -285,11 +288,3 @@ def test_in_chromium_typing_adding_a_cell_and_writing_follow(lstm, tf, page, pla
     bits, _, _ = tensorflow_reading(lstm, tf, play, written)
     np.testing.assert_allclose([float(value) for value in after[1:]], bits, atol=1e-3)
 
-
-def wait_ready(browser, timeout=60):
-    browser.evaluate(f"""new Promise((done, fail) => {{
-        const deadline = performance.now() + {timeout * 1000};
-        const check = () => document.body.dataset.state === 'ready' ? done() :
-            performance.now() > deadline ? fail('not ready') : setTimeout(check, 20);
-        setTimeout(check, 20);
-    }})""")

@@ -1763,7 +1763,7 @@ def draw_cells(options, prefix, name, seen, network, statistics, found, ordinary
     `network` (network_for_page) and computes its rows itself."""
     hidden = options.hidden_dim
     lines = aux_funcs.excerpt_lines(
-        seen.text, aux_funcs.telling_excerpt(seen.text, EXCERPT_WIDTH * EXCERPT_LINES),
+        seen.text, aux_funcs.telling_excerpt(seen.text, EXCERPT_LINES, EXCERPT_WIDTH),
         EXCERPT_LINES, EXCERPT_WIDTH)
     excerpt = slice(lines[0][0], lines[-1][1])
 
@@ -1778,7 +1778,7 @@ def draw_cells(options, prefix, name, seen, network, statistics, found, ordinary
         [(f"{feature}: {label(cell)}, r = {r:+.2f}", seen.activations[excerpt, cell])
          for feature, cell, r in strongest],
         [(left[:, k * hidden:(k + 1) * hidden], right[:, k * hidden:(k + 1) * hidden])
-         for k in range(options.num_layers)])
+         for k in range(options.num_layers)], EXCERPT_WIDTH)
     with open(picture, "rb") as handle:
         png = handle.read()
     source = options.passage_file or f"the held-out part of {options.text_file}"

@@ -42,9 +42,11 @@ def test_every_feature_gives_one_value_per_character():
 
 def test_the_excerpt_starts_at_the_line_where_the_most_features_change():
     text = "plain words here\nmore plain words\nKING.\n[Exit.] \"Go\"\nplain again\n"
-    # From the third line on, a window of 20 sees capitals, brackets and quotation marks.
-    assert aux_funcs.telling_excerpt(text, 20) == text.index("KING.")
-    assert aux_funcs.telling_excerpt("no lines at all", 5) == 0
+    # From the third line on, two lines see capitals, brackets and quotation marks.
+    assert aux_funcs.telling_excerpt(text, 2, 20) == text.index("KING.")
+    # One line sees most where brackets and quotation marks open and close.
+    assert aux_funcs.telling_excerpt(text, 1, 20) == text.index("[Exit.]")
+    assert aux_funcs.telling_excerpt("no lines at all", 4, 5) == 0
 
 
 def test_the_pictures_excerpt_is_lines_of_the_passage_wrapped_at_the_width():

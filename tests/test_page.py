@@ -27,7 +27,7 @@ const vm = require("vm");
 const given = JSON.parse(require("fs").readFileSync(0, "utf8"));
 vm.runInThisContext(given.script + `
 globalThis.readGiven = (given) => {
-  const model = loadModel(given.spec, given.weights);
+  const model = loadModel(given.spec, given.weights, {webAssembly: given.webAssembly});
   const reading = new Reading(model, given.cells);
   for (const ch of given.passage) reading.read(ch);
   if (given.edit) {
@@ -37,7 +37,8 @@ globalThis.readGiven = (given) => {
   const drawn = given.draws ? given.draws.at.map((u) => reading.draw(given.draws.temperature, u))
                             : [];
   return {bits: reading.bits.map((bits) => Number.isNaN(bits) ? null : bits),
-          c: reading.c, known: reading.known, top: reading.top, drawn};
+          c: reading.c, known: reading.known, top: reading.top, drawn,
+          kind: model.product.kind};
 };`);
 process.stdout.write(JSON.stringify(readGiven(given)));
 """
@@ -58,8 +59,9 @@ class Page:
         self.cells = [[int(layer), int(index)] for layer, index in re.findall(
             r'data-layer="(\d+)" data-index="(\d+)"', self.text)]
 
-    def read_in_node(self, passage=None, cells=None, **more):
+    def read_in_node(self, passage=None, cells=None, web_assembly=True, **more):
         given = {"script": self.scripts["lstm"], "spec": self.spec, "weights": self.weights,
+                 "webAssembly": web_assembly,
                  "passage": self.passage if passage is None else passage,
                  "cells": self.cells if cells is None else cells, **more}
         result = subprocess.run([NODE, "-e", NODE_READER], input=json.dumps(given),
@@ -125,24 +127,32 @@ def test_the_page_holds_the_checkpoints_network_and_fetches_nothing(tf, page, pl
     assert len(page.cells) == len(aux_funcs.FEATURES) + 3
 
 
+# The page sums z_t W in WebAssembly where it can, in plain JavaScript where it cannot.
+PRODUCTS = pytest.mark.parametrize("kind", ["WebAssembly", "JavaScript"])
+
+
 @needs_node
-def test_the_pages_javascript_reads_as_tensorflow_does(lstm, tf, page, play):
+@PRODUCTS
+def test_the_pages_javascript_reads_as_tensorflow_does(lstm, tf, page, play, kind):
     every_cell = [[1, index] for index in range(16)]
-    read = page.read_in_node(cells=every_cell)
+    read = page.read_in_node(cells=every_cell, web_assembly=kind == "WebAssembly")
+    assert read["kind"] == kind
     bits, activations, _ = tensorflow_reading(lstm, tf, play, page.passage)
     assert read["bits"][0] is None and all(read["known"])
     np.testing.assert_allclose(read["bits"][1:], bits, atol=1e-3)
     np.testing.assert_allclose(read["c"], activations, atol=1e-3)
-    # Closer still than asked: the page's sums are in double precision.
+    # Closer still than asked: the state is kept in double precision.
     assert np.max(np.abs(np.array(read["bits"][1:]) - bits)) < 1e-4
 
 
 @needs_node
-def test_two_layers_read_as_tensorflow_does(lstm, tf, deep):
+@PRODUCTS
+def test_two_layers_read_as_tensorflow_does(lstm, tf, deep, kind):
     folder, deep_page = deep
     assert deep_page.spec["layers"] == 2
     every_cell = [[layer, index] for layer in (1, 2) for index in range(16)]
-    read = deep_page.read_in_node(cells=every_cell)
+    read = deep_page.read_in_node(cells=every_cell, web_assembly=kind == "WebAssembly")
+    assert read["kind"] == kind
     bits, activations, _ = tensorflow_reading(lstm, tf, folder, deep_page.passage, 2)
     np.testing.assert_allclose(read["bits"][1:], bits, atol=1e-3)
     np.testing.assert_allclose(read["c"], activations, atol=1e-3)
@@ -197,6 +207,23 @@ def random_network(hidden, layers, vocab, seed=0):
     weights += [rng.normal(0, 0.1, (hidden, vocab)), rng.normal(0, 0.1, vocab)]
     return {"vocab": [chr(32 + k) for k in range(vocab)], "hidden": hidden,
             "forget_bias": 1.0, "weights": weights}
+
+
+@needs_node
+def test_webassembly_pads_what_is_not_sixteen_columns_wide(tmp_path):
+    """Ten cells a layer give 40 columns of gates: WebAssembly sums 48, the last 8 zero, and
+    must give what plain JavaScript gives (which the tests above hold to TensorFlow)."""
+    network = random_network(10, 2, 7, seed=3)
+    network["weights"] = [3 * weights for weights in network["weights"]]
+    passage = "".join(np.random.default_rng(4).choice(network["vocab"], 60))
+    page = Page(aux_funcs.write_cells_page(tmp_path / "p.html", "odd", [], passage, network,
+                                           [("found", [("a cell", 2, 9)])], b"PNG"))
+    fast, plain = (page.read_in_node(cells=[[1, 0], [2, 9]], web_assembly=kind)
+                   for kind in (True, False))
+    assert (fast["kind"], plain["kind"]) == ("WebAssembly", "JavaScript")
+    np.testing.assert_allclose(fast["bits"][1:], plain["bits"][1:], atol=1e-5)
+    np.testing.assert_allclose(fast["c"], plain["c"], atol=1e-5)
+    assert np.std(plain["bits"][1:]) > 0.1
 
 
 @pytest.mark.parametrize("layers, most", [(1, 8 * 2**20), (2, 20 * 2**20)])

@@ -57,10 +57,11 @@ def test_the_pictures_excerpt_is_lines_of_the_passage_wrapped_at_the_width():
     assert aux_funcs.excerpt_lines(text, 11, lines=4, width=4) == [(11, 13)]
 
 
-@pytest.mark.parametrize("layers", [1, 2])
-def test_the_picture_fills_its_canvas(tmp_path, layers):
-    """Four lines shaded by surprise and three cells on the left, each layer's saturation on
-    the right: no quarter of the picture is left empty."""
+def test_the_picture_fills_its_canvas(tmp_path):
+    """Four lines shaded by surprise and by three cells on the left, the gate saturation on
+    the right: both halves of the picture are drawn on over most of its height (the picture
+    before had its excerpt in one strip across the top, and one layer's saturation left the
+    right half empty below it but for a note)."""
     rng = np.random.default_rng(0)
     lines = ["KING.\n", "Now is the winter of our discontent [Aside] made glorious.\n", "\n",
              "QUEEN.\n"]
@@ -68,14 +69,11 @@ def test_the_picture_fills_its_canvas(tmp_path, layers):
     path = aux_funcs.plot_cells(
         tmp_path / "cells.png", "What the cells track", lines, rng.uniform(0, 6, count),
         [(f"feature {k}: layer 1, cell {k}, r = +0.50", rng.uniform(-1, 1, count))
-         for k in range(3)],
-        [(rng.uniform(0, 0.5, (3, 50)), rng.uniform(0, 0.5, (3, 50)))] * layers)
-    image = matplotlib.image.imread(path)[..., :3]
-    drawn = image.min(axis=2) < 0.9
-    half_height, half_width = drawn.shape[0] // 2, drawn.shape[1] // 2
-    for rows in (slice(0, half_height), slice(half_height, None)):
-        for columns in (slice(0, half_width), slice(half_width, None)):
-            assert drawn[rows, columns].mean() > 0.03, (rows, columns)
+         for k in range(3)], [(rng.uniform(0, 0.5, (3, 50)), rng.uniform(0, 0.5, (3, 50)))])
+    drawn = matplotlib.image.imread(path)[..., :3].min(axis=2) < 0.9
+    half = drawn.shape[1] // 2
+    assert drawn[:, :half].any(axis=1).mean() > 0.6
+    assert drawn[:, half:].any(axis=1).mean() > 0.6
 
 
 def test_cell_statistics_match_numpy_over_windows():

@@ -425,7 +425,7 @@ function packColumns(kernel, first, rows, columns, width, padded = columns) {
 
 // z_t W, of the rows of W that multiply a dense z_t, is nearly all the work: a million
 // multiply-adds a character for a layer of 500. JavaScript does it four columns at a time:
-// out += v W, for W packed four wide.
+// out += v W, for W packed four wide (out as long as W is wide, padded).
 function addProduct(out, v, packed, rows) {
   let p = 0;
   for (let j = 0; j < out.length; j += 4) {
@@ -439,10 +439,27 @@ function addProduct(out, v, packed, rows) {
   }
 }
 
+// The matrices a character's vectors are multiplied by: each layer's W, from its row `dense`
+// on, then out_w.
+function matrices(model) {
+  return [...model.layers.map((layer) => ({weights: layer.kernel, first: layer.dense,
+                                           rows: layer.rows, columns: 4 * model.hidden})),
+          {weights: model.outW, first: 0, rows: model.hidden, columns: model.vocab.length}];
+}
+
+// product(k, v, out): out += v times matrix k of matrices(model).
 function javaScriptProduct(model) {
-  const packed = model.layers.map((layer) =>
-    packColumns(layer.kernel, layer.dense, layer.rows, 4 * model.hidden, 4));
-  const product = (l, z, zW) => addProduct(zW, z, packed[l], model.layers[l].rows);
+  const packed = matrices(model).map((m) => {
+    const padded = Math.ceil(m.columns / 4) * 4;
+    return {...m, padded, values: packColumns(m.weights, m.first, m.rows, m.columns, 4, padded)};
+  });
+  const sums = new Float64Array(Math.max(...packed.map((m) => m.padded)));
+  const product = (k, v, out) => {
+    const m = packed[k], some = sums.subarray(0, m.padded);
+    some.fill(0);
+    addProduct(some, v, m.values, m.rows);
+    for (let j = 0; j < m.columns; j++) out[j] += some[j];
+  };
   product.kind = "JavaScript";
   return product;
 }
@@ -473,26 +490,29 @@ function simdProduct(model) {
   if (typeof WebAssembly !== "object") return null;
   const module = bytesOf(PRODUCT_MODULE);
   if (!WebAssembly.validate(module)) return null;
-  const columns = 4 * model.hidden, padded = Math.ceil(columns / 16) * 16;
-  const most = Math.ceil(Math.max(...model.layers.map((layer) => layer.rows)) / 16) * 16;
-  const starts = [];
+  // In the module's memory: each matrix packed 16 wide, then v, then the sums.
+  const packed = [];
   let floats = 0;
-  for (const layer of model.layers) {
-    starts.push(floats);
-    floats += layer.rows * padded;
+  for (const m of matrices(model)) {
+    const padded = Math.ceil(m.columns / 16) * 16;
+    packed.push({...m, padded, start: floats});
+    floats += m.rows * padded;
   }
-  const memory = new WebAssembly.Memory({initial: Math.ceil(4 * (floats + most + padded) / 65536)});
+  const most = (key) => Math.ceil(Math.max(...packed.map((m) => m[key])) / 16) * 16;
+  const memory = new WebAssembly.Memory(
+    {initial: Math.ceil(4 * (floats + most("rows") + most("padded")) / 65536)});
   const {addProduct} = new WebAssembly.Instance(new WebAssembly.Module(module),
                                                 {env: {memory}}).exports;
   const all = new Float32Array(memory.buffer);
-  model.layers.forEach((layer, l) => all.set(
-    packColumns(layer.kernel, layer.dense, layer.rows, columns, 16, padded), starts[l]));
-  const v = all.subarray(floats, floats + most), out = all.subarray(floats + most);
-  const product = (l, z, zW) => {
-    v.set(z);
-    out.fill(0, 0, padded);
-    addProduct(out.byteOffset, v.byteOffset, 4 * starts[l], model.layers[l].rows, padded / 16);
-    for (let k = 0; k < columns; k++) zW[k] += out[k];
+  for (const m of packed)
+    all.set(packColumns(m.weights, m.first, m.rows, m.columns, 16, m.padded), m.start);
+  const v = all.subarray(floats, floats + most("rows")), sums = all.subarray(v.length + floats);
+  const product = (k, vector, out) => {
+    const m = packed[k];
+    v.set(vector);
+    sums.fill(0, 0, m.padded);
+    addProduct(sums.byteOffset, v.byteOffset, 4 * m.start, m.rows, m.padded / 16);
+    for (let j = 0; j < m.columns; j++) out[j] += sums[j];
   };
   product.kind = "WebAssembly";
   return product;
@@ -537,12 +557,8 @@ function step(model, state, id) {
 
 // The scores of each next character, h_t out_w + out_b, from the top layer.
 function logits(model, state) {
-  const V = model.vocab.length, h = state.h[state.h.length - 1];
   const scores = Float64Array.from(model.outB);
-  for (let k = 0; k < model.hidden; k++) {
-    const hk = h[k], row = k * V;
-    for (let v = 0; v < V; v++) scores[v] += hk * model.outW[row + v];
-  }
+  model.product(model.layers.length, state.h[state.h.length - 1], scores);
   return scores;
 }
 

@@ -1165,9 +1165,10 @@ def non_negative_int(value):
     return number
 
 
-# The longest passage --visualize shows. Its page takes about 375 bytes a character: 20,000
-# characters made 7.5 MB, which headless Chromium opened and drew in 2.4 s on README's machine
-# (1.6 s for 5,000; 5.2 s and 19 MB for 50,000).
+# The longest passage --visualize shows. The page reads it in the browser, and the page's size
+# no longer grows with it (6.7 MB for one layer of 500, mostly the weights): in headless
+# Chromium on README's machine, 1,000 characters opened and were drawn in 0.4 s, 20,000 in
+# 4.7 s, with the count read shown meanwhile.
 PASSAGE_LIMIT = 20_000
 
 
@@ -1175,8 +1176,8 @@ def passage_length(value):
     number = positive_int(value)
     if number > PASSAGE_LIMIT:
         raise argparse.ArgumentTypeError(
-            f"must be at most {PASSAGE_LIMIT:,}, got {value}: a page of {PASSAGE_LIMIT:,} "
-            "characters is about 7.5 MB, the most a browser opens in a few seconds")
+            f"must be at most {PASSAGE_LIMIT:,}, got {value}: the page reads {PASSAGE_LIMIT:,} "
+            "characters in about 5 s, as long as a reader should wait")
     return number
 
 
@@ -1326,14 +1327,15 @@ FLAG_HELP = {
     },
     "looking inside": {
         "visualize": "do not train: find the cells of the latest checkpoint in --save-dir that "
-                     "track features of the text, and draw them with the network's surprise "
-                     "and its gates as <plots-dir>/<run>_cells.html and .png",
+                     "track features of the text, draw them with the network's surprise and "
+                     "its gates as <plots-dir>/<run>_cells.png, and write <run>_cells.html, a "
+                     "page that runs the network on any passage typed into it",
         "passage_file": "with --visualize, show a passage of FILE (default: of the "
                         "checkpoint's held-out text)",
         "passage_start": "with --visualize, the passage's first character (default: "
                          "%(default)s)",
         "passage_length": "with --visualize, characters in the passage, at most "
-                          f"{PASSAGE_LIMIT:,}, a page a browser opens in a few seconds "
+                          f"{PASSAGE_LIMIT:,}, which the page reads in about 5 s "
                           "(default: %(default)s)",
     },
     "the model elsewhere": {
@@ -1785,8 +1787,8 @@ def draw_cells(options, prefix, name, seen, network, statistics, found, ordinary
     page = aux_funcs.write_cells_page(
         os.path.join(options.plots_dir, f"{name}_cells.html"),
         f"What the cells of {name} track", [
-            f"Checkpoint {prefix}: {options.num_layers} x {hidden} cells. The "
-            f"passage: {len(seen.text):,} characters of {source}, from character "
+            f"Checkpoint {prefix}: {options.num_layers} x {hidden} cells, run by this "
+            f"page. It opens on {len(seen.text):,} characters of {source}, from character "
             f"{options.passage_start:,}.",
             "Each cell's row shades the passage by tanh(c), the cell's state squashed to -1 "
             "(blue) ... +1 (red), once the network has read each character; point at one for "

@@ -274,6 +274,29 @@ def test_chromium_opens_a_link_with_a_passage_and_reads_as_tensorflow_does(lstm,
 
 
 @needs_chromium
+@pytest.mark.parametrize("address", ["#text=%E0%A4%A", "#text=", "#text=%F0%9F%8E%AD"])
+def test_in_chromium_the_page_never_breaks(page, address):
+    """A link that is not percent-encoding, an empty passage, a passage of nothing the model
+    knows: the page says so, and writes on from it."""
+    with chromium.Chromium() as browser:
+        browser.open(page.uri + address, READY)
+        passage = browser.evaluate("document.getElementById('passage').value")
+        notes = browser.evaluate("['address-note', 'skipped', 'status'].map("
+                                 "(id) => document.getElementById(id).textContent)")
+        browser.evaluate("document.getElementById('count').value = 30; "
+                         "document.getElementById('write').click()")
+        browser.wait_until(READY)
+        written = browser.evaluate("document.getElementById('passage').value")
+    if address == "#text=%E0%A4%A":
+        assert passage == page.passage and "not a percent-encoded passage" in notes[0]
+    elif address == "#text=":
+        assert passage == "" and notes[2].endswith("The passage: 0 characters.")
+    else:
+        assert passage == "\U0001f3ad" and "does not know" in notes[1]
+    assert written.startswith(passage) and len(written) == len(passage) + 30
+
+
+@needs_chromium
 def test_in_chromium_typing_adding_a_cell_and_writing_follow(lstm, tf, page, play):
     typed = "KING.\nNow is the winter of our"
     with chromium.Chromium() as browser:

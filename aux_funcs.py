@@ -906,7 +906,8 @@ def write_cells_page(path, title, notes, passage, model, sections, picture):
              encoded_weights.decode("ascii"), "</script>",
              f'<script id="lstm">\n{PAGE_LSTM_SCRIPT}</script>',
              f'<script id="page">\n{PAGE_SCRIPT}</script>']
-    styles = ["body { font-family: sans-serif; max-width: 70em; margin: 1em auto; }",
+    styles = ["body { font-family: sans-serif; max-width: 70em; margin: 1em auto; "
+              "padding: 0 1em; }",
               ".row, textarea { font-family: monospace; font-size: 0.95em; "
               "white-space: pre-wrap; line-height: 1.5; border: 1px solid #ddd; "
               "padding: 0.4em; }",

@@ -1166,7 +1166,7 @@ def non_negative_int(value):
 
 
 # The longest passage --visualize shows. The page reads it in the browser, and the page's size
-# no longer grows with it (6.7 MB for one layer of 500, mostly the weights): in headless
+# no longer grows with it (6.6 MB for one layer of 500, mostly the weights): in headless
 # Chromium on README's machine, 1,000 characters opened and were drawn in 0.4 s, 20,000 in
 # 4.7 s, with the count read shown meanwhile.
 PASSAGE_LIMIT = 20_000
@@ -1642,7 +1642,9 @@ def visualize_command(typed):
                                f"{len(scored):,} {scored_what} characters")
     # What the exported model's score signature gives for the same passage.
     print(f"the passage: {len(passage):,} characters, {np.mean(seen.surprise[1:]):.4f} bits "
-          f"of surprise per character after the first\npage: {page}\npicture: {picture}")
+          f"of surprise per character after the first\npage: {page} "
+          f"({aux_funcs.format_bytes(os.path.getsize(page))}; it runs the network, in any "
+          f"browser)\npicture: {picture}")
     return 0
 
 

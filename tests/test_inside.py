@@ -152,7 +152,9 @@ def test_visualize_names_the_cells_and_writes_the_page_and_picture(play, visuali
                for layer, cell, r in found.values())
     assert re.fullmatch(r"the passage: 120 characters, \d\.\d{4} bits of surprise per "
                         "character after the first", lines[-3])
-    assert lines[-2:] == ["page: plots/ckpt_cells.html", "picture: plots/ckpt_cells.png"]
+    page_size = aux_funcs.format_bytes((play / "plots" / "ckpt_cells.html").stat().st_size)
+    assert lines[-2:] == [f"page: plots/ckpt_cells.html ({page_size}; it runs the network, in "
+                          "any browser)", "picture: plots/ckpt_cells.png"]
     assert (play / "plots" / "ckpt_cells.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (play / "plots" / "ckpt_cells.html").read_text(encoding="utf-8")
     # The page's rows: a cell per feature, as printed, then three at random.

@@ -765,7 +765,6 @@ async function write(count, temperature) {
   describe(`Wrote ${written.toLocaleString("en")} characters in ${seconds.toFixed(2)} s ` +
     `(${Math.round(written / seconds).toLocaleString("en")} a second, ` +
     `${model.product.kind}).`);
-  document.body.dataset.written = String(written);
   document.body.dataset.seconds = seconds.toFixed(4);
   document.body.dataset.state = "ready";
   keepInAddress();

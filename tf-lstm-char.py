@@ -1633,7 +1633,7 @@ def visualize_command(typed):
         statistics = cell_statistics(session, model.inside, scored,
                                      aux_funcs.text_to_ids(scored, char_to_idx))
         seen = read_passage(session, model.inside, passage,
-                            aux_funcs.text_to_ids(passage, char_to_idx), vocab)
+                            aux_funcs.text_to_ids(passage, char_to_idx))
         network = network_for_page(session, model, vocab)
     found, ordinary = chosen_cells(statistics, options)
     print_cells(saved.prefix, options, found, len(scored), scored_what)
@@ -1672,21 +1672,19 @@ def texts_to_look_at(options, saved):
     return (held_out or text)[:CELL_STATS_CHARS], scored_what, passage, char_to_idx
 
 
-Passage = namedtuple("Passage", "text activations surprise top_next")
+Passage = namedtuple("Passage", "text activations surprise")
 
 
-def read_passage(session, inside, text, ids, vocab):
-    """The passage `text` (as `ids`) as the network reads it: each cell's tanh(c) after each
-    character [chars, cells]; the surprise at each character, -log2 p, in bits (NaN for the
-    first, which nothing came before); and the five likeliest next characters after each,
-    with their probabilities."""
+def read_passage(session, inside, text, ids):
+    """The passage `text` (as `ids`) as the network reads it, for the picture and the printed
+    mean (the page computes its own): each cell's tanh(c) after each character [chars,
+    cells], and the surprise at each character, -log2 p, in bits (NaN for the first, which
+    nothing came before)."""
     cells, _, probabilities = (np.concatenate(parts)[:, 0] for parts in zip(
         *read_inside(session, inside, ids[:, np.newaxis])))
     surprise = -np.log2(probabilities[np.arange(len(ids) - 1), ids[1:]])
-    top_next = [[(vocab[i], float(row[i])) for i in np.argsort(row)[::-1][:5]]
-                for row in probabilities]
     return Passage(text, np.tanh(cells.reshape(len(ids), -1)),
-                   np.concatenate([[np.nan], surprise]), top_next)
+                   np.concatenate([[np.nan], surprise]))
 
 
 def network_for_page(session, model, vocab):

@@ -4,6 +4,7 @@
     python tests/benchmark.py --quick    # one repeat, fewer iterations: about four minutes
     python tests/benchmark.py --profile  # only where a training step's time goes
     python tests/benchmark.py --serving  # only the exported model's rows: about seven minutes
+    python tests/benchmark.py --page     # only the --visualize page's rows: about a minute
 
 Every configuration trains hidden 500 (one layer, or two where it says so), 100 steps a window,
 on data/shakespeare.txt, in its own process (oneDNN is fixed when TensorFlow is imported). The
@@ -21,7 +22,9 @@ would measure nothing new on this processor say why instead: --bf16 without AVX5
 AMX-BF16 (the program leaves it off), the AVX2 cap without AVX-512. Then the exported model
 (--export), loaded by tf.saved_model.load with TensorFlow's defaults: one prime against
 --sample's in-graph sampler, 64 primes at once against one, eight threads calling at once
-against one, and how long --export takes. Then the profiles: the ops that take the most of
+against one, and how long --export takes. Then the --visualize page: its JavaScript's
+characters per second under Node, with its products in WebAssembly and without, and, where
+Chromium is installed, the page opened there as a reader meets it. Then the profiles: the ops that take the most of
 one training step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
 check: a 100 MB text, from start to the first report line.
 
@@ -471,7 +474,7 @@ const vm = require("vm");
 const given = JSON.parse(require("fs").readFileSync(0, "utf8"));
 vm.runInThisContext(given.script + `
 globalThis.timeReadings = (given) => {
-  const model = loadModel(given.spec, given.weights);
+  const model = loadModel(given.spec, given.weights, {webAssembly: given.webAssembly});
   const seconds = [];
   for (let k = 0; k < given.readings; k++) {
     const reading = new Reading(model, given.cells), started = performance.now();
@@ -501,15 +504,15 @@ def page_of(save_dir, folder, length):
     return path, scripts, passage, cells
 
 
-def node_rates(scripts, passage, cells, repeats):
-    """Characters per second of the page's JavaScript under Node, reading `passage`: the
-    first reading of a fresh process (as a page opening reads), and the fifth (the code
-    compiled by then); medians over `repeats` processes."""
+def node_rates(scripts, passage, cells, repeats, web_assembly):
+    """Characters per second of the page's JavaScript under Node, reading `passage`, its
+    products in WebAssembly or not: the first reading of a fresh process (as a page opening
+    reads), and the fifth (the code compiled by then); medians over `repeats` processes."""
     first, fifth = [], []
     for _ in range(repeats):
         given = {"script": scripts["lstm"], "spec": json.loads(scripts["spec"]),
                  "weights": scripts["weights"], "passage": passage, "cells": cells,
-                 "readings": 5}
+                 "readings": 5, "webAssembly": web_assembly}
         seconds = json.loads(subprocess.run(["node", "-e", NODE_PAGE_READER],
                                             input=json.dumps(given), capture_output=True,
                                             text=True, check=True).stdout)
@@ -557,12 +560,15 @@ def page_rows(repeats):
         save_dir = serving_checkpoint(folder)
         path, scripts, passage, cells = page_of(save_dir, folder, 1000)
         size = os.path.getsize(path)
-        first, compiled = node_rates(scripts, passage, cells, repeats)
         print(f"\n| the --visualize page, one layer of 500, {len(passage):,} characters "
               f"({aux_funcs.format_bytes(size)}) | figure |")
         print("|---|------:|")
-        print(f"| Node {node_version()}: chars/s, first reading of a process | {first:,.0f} |")
-        print(f"| Node: chars/s, fifth reading (compiled by then) | {compiled:,.0f} |")
+        for web_assembly, how in [(True, "products in WebAssembly (the page's choice)"),
+                                  (False, "all in JavaScript (without WebAssembly)")]:
+            first, compiled = node_rates(scripts, passage, cells, repeats, web_assembly)
+            print(f"| Node {node_version()}, {how}: chars/s, first reading of a process | "
+                  f"{first:,.0f} |")
+            print(f"| the same, fifth reading (compiled by then) | {compiled:,.0f} |")
         if chromium.BINARY is None:
             print(f"| Chromium | not measured: {chromium.WHY_NOT} |")
             return

@@ -86,7 +86,7 @@ def tensorflow_reading(lstm, tf, folder, text, num_layers=1):
         probabilities = session.run(model.probabilities, {
             model.x: aux_funcs.encode(ids, len(vocab))[:, np.newaxis],
             model.init_state: np.zeros(model.init_state.shape, np.float32)})
-        seen = lstm.read_passage(session, model.inside, text, ids, vocab)
+        seen = lstm.read_passage(session, model.inside, text, ids)
     return -np.log2(probabilities[np.arange(len(ids) - 1), ids[1:]]), seen.activations, \
         probabilities
 

@@ -10,23 +10,23 @@ Every configuration trains hidden 500 (one layer, or two where it says so), 100 
 on data/shakespeare.txt, in its own process (oneDNN is fixed when TensorFlow is imported). The
 configurations take turns, repeat after repeat, so that a slow minute of this shared machine
 falls on all of them; the table gives the median of the repeats and its ratios, measured in the
-same run, to the post's program, to this program as it was before the backward pass was
-written out (commit BEFORE, read from git), and to PyTorch. At batch 1, 32 and two layers there
-are rows for the written gradient (the default) and TensorFlow's own, and rows that undo or add
-one choice each, to show on this machine whether it pays: W_h^T in four blocks at batch 1, XLA
+same run, to the post's program, to this program as it was before the backward pass was written
+out (commit BEFORE, read from git), and to PyTorch. At batch 1, 32 and two layers there are rows
+for the written gradient (the default) and TensorFlow's own, and rows that undo or add one
+choice each, to show on this machine whether it pays: W_h^T in four blocks at batch 1, XLA
 auto-clustering, oneDNN capped at AVX2, and --bf16 (a choice of precision, left to the user).
-When torch is installed (`pip install torch`; it is not a requirement), PyTorch's nn.LSTM
-trains the same model, loss, optimizer and batch in the same run; at batch 1 also with oneDNN
-off, to show what its fused LSTM is worth; without it, its rows say how to get it. Rows that
-would measure nothing new on this processor say why instead: --bf16 without AVX512-BF16 or
-AMX-BF16 (the program leaves it off), the AVX2 cap without AVX-512. Then the exported model
-(--export), loaded by tf.saved_model.load with TensorFlow's defaults: one prime against
---sample's in-graph sampler, 64 primes at once against one, eight threads calling at once
-against one, and how long --export takes. Then the --visualize page: its JavaScript's
-characters per second under Node, with its products in WebAssembly and without, and, where
-Chromium is installed, the page opened there as a reader meets it. Then the profiles: the ops that take the most of
-one training step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
-check: a 100 MB text, from start to the first report line.
+When torch is installed (`pip install torch`; it is not a requirement), PyTorch's nn.LSTM trains
+the same model, loss, optimizer and batch in the same run; at batch 1 also with oneDNN off, to
+show what its fused LSTM is worth; without it, its rows say how to get it. Rows that would
+measure nothing new on this processor say why instead: --bf16 without AVX512-BF16 or AMX-BF16
+(the program leaves it off), the AVX2 cap without AVX-512. Then the exported model (--export),
+loaded by tf.saved_model.load with TensorFlow's defaults: one prime against --sample's in-graph
+sampler, 64 primes at once against one, eight threads calling at once against one, and how long
+--export takes. Then the --visualize page: its JavaScript's characters per second under Node,
+with its products in WebAssembly and without, and, where Chromium is installed, the page opened
+there as a reader meets it. Then the profiles: the ops that take the most of one training step,
+from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB text, from
+start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """

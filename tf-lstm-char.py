@@ -1166,7 +1166,7 @@ def non_negative_int(value):
 
 
 # The longest passage --visualize shows. The page reads it in the browser, and the page's size
-# no longer grows with it (6.6 MB for one layer of 500, mostly the weights): in headless
+# no longer grows with it (6.7 MB for one layer of 500, mostly the weights): in headless
 # Chromium on README's machine, 1,000 characters opened and were drawn in 0.4 s, 20,000 in
 # 4.7 s, with the count read shown meanwhile.
 PASSAGE_LIMIT = 20_000

@@ -137,10 +137,15 @@ def test_the_pages_javascript_reads_as_tensorflow_does(lstm, tf, page, play, kin
     every_cell = [[1, index] for index in range(16)]
     read = page.read_in_node(cells=every_cell, web_assembly=kind == "WebAssembly")
     assert read["kind"] == kind
-    bits, activations, _ = tensorflow_reading(lstm, tf, play, page.passage)
+    bits, activations, probabilities = tensorflow_reading(lstm, tf, play, page.passage)
     assert read["bits"][0] is None and all(read["known"])
     np.testing.assert_allclose(read["bits"][1:], bits, atol=1e-3)
     np.testing.assert_allclose(read["c"], activations, atol=1e-3)
+    # The five likeliest next characters after each, as pointing shows them.
+    for t, top in enumerate(read["top"]):
+        np.testing.assert_allclose([p for _, p in top], np.sort(probabilities[t])[::-1][:5],
+                                   atol=1e-5)
+        assert all(abs(probabilities[t, index] - p) < 1e-5 for index, p in top)
     # Closer still than asked: the state is kept in double precision.
     assert np.max(np.abs(np.array(read["bits"][1:]) - bits)) < 1e-4
 
@@ -313,6 +318,11 @@ def test_in_chromium_typing_adding_a_cell_and_writing_follow(lstm, tf, page, pla
         browser.wait_until(READY)
         added = browser.evaluate(
             "[...document.querySelectorAll('#added .row span')].map((s) => s.dataset.c)")
+        pointed = browser.evaluate("""(() => {
+            const span = document.querySelectorAll('#surprise span')[5];
+            span.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+            return span.title;
+        })()""")
         address = browser.evaluate("decodeURIComponent(location.hash)")
         controls = browser.evaluate("""(() => {
             const t = document.getElementById('temperature');
@@ -329,8 +339,12 @@ def test_in_chromium_typing_adding_a_cell_and_writing_follow(lstm, tf, page, pla
     assert default_rows == 120
     assert address == "#text=" + typed
     assert controls == ["0.2", "2", "200"]
-    _, activations, _ = tensorflow_reading(lstm, tf, play, typed)
+    bits, activations, probabilities = tensorflow_reading(lstm, tf, play, typed)
     np.testing.assert_allclose([float(c) for c in added], activations[:, 11], atol=1e-3)
+    likeliest = np.argmax(probabilities[5])
+    assert pointed.startswith(
+        f"{bits[4]:.2f} bits; next: {aux_funcs.shown_character(page.spec['vocab'][likeliest])} "
+        f"{100 * probabilities[5, likeliest]:.1f}%  "), pointed
     assert written.startswith(typed) and len(written) == len(typed) + 50
     assert len(after) == len(written) and all(value is not None for value in after[1:])
     assert set(cells) == {len(written)}

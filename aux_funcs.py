@@ -656,6 +656,7 @@ const SURPRISE_FULL = 8;  // bits: the darkest orange, and beyond
 let reading = null;
 let drawn = 0;  // characters whose spans in every row are up to date
 let job = 0;    // counts up with each reading or writing begun, so that an older one stops
+let stop = false;  // set by the Stop button, for the writing under way
 
 const rows = () => [...document.querySelectorAll(".row")];
 const cellsOf = (elements) => elements.filter((row) => row.dataset.layer)
@@ -741,14 +742,18 @@ async function readBox() {
   document.body.dataset.state = "ready";
 }
 
-// Continue the passage by `count` characters drawn at `temperature`, each drawn as it comes.
+// Continue the passage by `count` characters drawn at `temperature`, each drawn as it comes,
+// after the box as it stands is read to its end.
 async function write(count, temperature) {
+  await readBox();
+  if (reading.text.join("") !== box.value) return;  // typed into meanwhile: that reading goes on
   const mine = ++job, started = performance.now();
   let written = 0;
+  stop = false;
   document.body.dataset.state = "writing";
   box.readOnly = true;
   $("write").textContent = "Stop";
-  while (written < count && mine === job) {
+  while (written < count && mine === job && !stop) {
     const until = performance.now() + 30;
     while (written < count && performance.now() < until) {
       reading.read(reading.draw(temperature, Math.random()));
@@ -762,6 +767,7 @@ async function write(count, temperature) {
   const seconds = (performance.now() - started) / 1000;
   box.readOnly = false;
   $("write").textContent = "Let it write";
+  if (mine !== job) return;  // a cell added meanwhile: the page is read afresh
   describe(`Wrote ${written.toLocaleString("en")} characters in ${seconds.toFixed(2)} s ` +
     `(${Math.round(written / seconds).toLocaleString("en")} a second, ` +
     `${model.product.kind}).`);
@@ -821,11 +827,12 @@ $("temperature").addEventListener("input",
 $("write").addEventListener("click", (event) => {
   event.preventDefault();
   if (document.body.dataset.state === "writing") {
-    job++;
+    stop = true;
     return;
   }
-  const count = Math.max(1, Math.min(Number($("count").value) || 200, 100000));
-  write(count, Number($("temperature").value));
+  const count = Math.round(Number($("count").value));
+  write(Number.isFinite(count) ? Math.max(1, Math.min(count, 100000)) : 200,
+        Number($("temperature").value));
 });
 if (location.hash.startsWith("#text=")) {
   try {

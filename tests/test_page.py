@@ -279,6 +279,26 @@ def test_chromium_opens_a_link_with_a_passage_and_reads_as_tensorflow_does(lstm,
 
 
 @needs_chromium
+def test_in_chromium_stop_ends_the_writing_where_it_is(page):
+    with chromium.Chromium() as browser:
+        open_page(browser, page)
+        browser.evaluate("document.getElementById('count').value = 100000; "
+                         "document.getElementById('write').click()")
+        browser.wait_until("document.body.dataset.state === 'writing' && "
+                           "document.getElementById('write').textContent === 'Stop'")
+        browser.evaluate("document.getElementById('write').click()")
+        browser.wait_until(READY)
+        status = browser.evaluate("document.getElementById('status').textContent")
+        passage = browser.evaluate("document.getElementById('passage').value")
+        spans = browser.evaluate("document.querySelectorAll('#surprise span').length")
+        label = browser.evaluate("document.getElementById('write').textContent")
+    written = int(re.match(r"Wrote ([\d,]+) characters", status).group(1).replace(",", ""))
+    assert 0 < written < 100000
+    assert len(passage) == len(page.passage) + written == spans
+    assert label == "Let it write"
+
+
+@needs_chromium
 @pytest.mark.parametrize("address", ["#text=%E0%A4%A", "#text=", "#text=%F0%9F%8E%AD"])
 def test_in_chromium_the_page_never_breaks(page, address):
     """A link that is not percent-encoding, an empty passage, a passage of nothing the model

@@ -536,6 +536,7 @@ function step(model, state, id) {
   let below = null;
   model.layers.forEach((layer, l) => {
     const c = state.c[l], h = state.h[l];
+    // b, plus x_t's row of W in the first layer; then the rest of z_t times W.
     const zW = new Float64Array(4 * H);
     for (let k = 0; k < 4 * H; k++)
       zW[k] = layer.bias[k] + (l === 0 ? layer.kernel[id * 4 * H + k] : 0);

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import aux_funcs
-from conftest import (PLAY, PLAY_FLAGS as SMALL, VOCAB, build, files_of, run_in_process as run,
+from conftest import (PLAY, PLAY_FLAGS as SMALL, VOCAB, files_of, run_in_process as run,
                       run_script, session_of, zero_state)
 
 def test_line_position_counts_from_each_line_start():

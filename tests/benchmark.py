@@ -19,14 +19,16 @@ When torch is installed (`pip install torch`; it is not a requirement), PyTorch'
 the same model, loss, optimizer and batch in the same run; at batch 1 also with oneDNN off, to
 show what its fused LSTM is worth; without it, its rows say how to get it. Rows that would
 measure nothing new on this processor say why instead: --bf16 without AVX512-BF16 or AMX-BF16
-(the program leaves it off), the AVX2 cap without AVX-512. Then the exported model (--export),
-loaded by tf.saved_model.load with TensorFlow's defaults: one prime against --sample's in-graph
-sampler, 64 primes at once against one, eight threads calling at once against one, and how long
---export takes. Then the --visualize page: its JavaScript's characters per second under Node,
-with its products in WebAssembly and without, and, where Chromium is installed, the page opened
-there as a reader meets it. Then the profiles: the ops that take the most of one training step,
-from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale check: a 100 MB text, from
-start to the first report line.
+(the program leaves it off), the AVX2 cap without AVX-512. Then held-out evaluation as a run
+does it, at each report and at the end, in characters per second against the defaults' training,
+and the share of a default run and of a 1001-iteration run that it predicts. Then the exported
+model (--export), loaded by tf.saved_model.load with TensorFlow's defaults: one prime against
+--sample's in-graph sampler, 64 primes at once against one, eight threads calling at once
+against one, and how long --export takes. Then the --visualize page: its JavaScript's characters
+per second under Node, with its products in WebAssembly and without, and, where Chromium is
+installed, the page opened there as a reader meets it. Then the profiles: the ops that take the
+most of one training step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
+check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
@@ -75,6 +77,7 @@ class Config:
     bf16: bool = False
     one_block: bool = False
     samplers: tuple = ()
+    evaluates: bool = False
     environment: dict = field(default_factory=dict)
 
 
@@ -82,7 +85,8 @@ CONFIGS = {
     "baseline": Config("the post's program: TensorFlow's gradient, oneDNN off", onednn=0,
                        gradient="tensorflow", samplers=("feed",)),
     "before": Config(f"main before ({BEFORE}): TF's gradient, XLA", runs="before"),
-    "defaults": Config("defaults: the written gradient", samplers=("feed", "graph")),
+    "defaults": Config("defaults: the written gradient", samplers=("feed", "graph"),
+                       evaluates=True),
     "one-block": Config("the written gradient, W_h^T in one block", one_block=True),
     "xla": Config("the written gradient, XLA auto-clustering on", xla=True),
     "tf-gradient": Config("--gradient tensorflow", gradient="tensorflow"),
@@ -232,8 +236,32 @@ def worker(name, iterations):
                 list(lstm.sample_by_options(session, model, sampler_options, "", 600, rng))
                 times.append(time.perf_counter() - start)
             result[f"{sampler} sampler chars/s"] = 600 / statistics.median(times)
+        if config.evaluates:
+            result.update(evaluation_rates(lstm, session, model, ids))
     result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
+
+
+def evaluation_rates(lstm, session, model, ids):
+    """Characters per second of held-out evaluation as a run does it: val[:20000] as each
+    report scores it (median of three), and all of the held-out text as the end of a run
+    scores it."""
+    import numpy as np
+
+    held_out = aux_funcs.split_train_val(ids, 0.1)[1]
+    report_slice = lstm.held_out_tracks(held_out[:lstm.VAL_SLICE_CHARS])
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        lstm.evaluate(session, model.evaluation, report_slice)
+        times.append(time.perf_counter() - start)
+    every = lstm.held_out_tracks(held_out)
+    start = time.perf_counter()
+    lstm.evaluate(session, model.evaluation, every)
+    return {"report chars/s": report_slice.size / statistics.median(times),
+            "report tracks": report_slice.shape[1],
+            "end chars/s": every.size / (time.perf_counter() - start),
+            "end tracks": every.shape[1], "held out": int(np.size(held_out))}
 
 
 # What the profile's largest ops compute, by the end of their node names.
@@ -632,6 +660,35 @@ def serving_rows(repeats, seconds):
           f"the command to the prompt (median of {repeats})")
 
 
+def lstm_defaults():
+    """The defaults of this tf-lstm-char.py: iterations, report interval, window and batch."""
+    options = load_script().Options()
+    return options.iterations, options.sample_every, options.seq_length * options.batch_size
+
+
+def print_evaluation(median, defaults):
+    """Held-out evaluation's rows beside training's, and the share of the default run, and of
+    a run of 1001 iterations, that they predict."""
+    iterations, every, chars_per_iteration = defaults
+    training = median("defaults", "chars/s")
+    report, end = median("defaults", "report chars/s"), median("defaults", "end chars/s")
+    held_out = median("defaults", "held out")
+    print("\n| held-out evaluation, one layer of 500, batch 1 | chars/s | x training |")
+    print("|---|--------:|-----------:|")
+    print(f"| training, the defaults | {training:7,.0f} | 1.00 |")
+    print(f"| each report: val[:20000], {median('defaults', 'report tracks'):.0f} tracks | "
+          f"{report:7,.0f} | {report / training:10.1f} |")
+    print(f"| the end: all held out, {median('defaults', 'end tracks'):.0f} tracks | "
+          f"{end:7,.0f} | {end / training:10.1f} |")
+    print()
+    for run in (iterations, 1001):
+        reports = run // every + 1
+        evaluating = reports * 20_000 / report + held_out / end
+        share = evaluating / (evaluating + run * chars_per_iteration / training)
+        print(f"a run of {run} iterations ({reports} reports, then {held_out:,.0f} characters) "
+              f"would spend {evaluating:.1f} s evaluating, {100 * share:.1f}% of it")
+
+
 def cpuinfo():
     """/proc/cpuinfo's text, or "" where there is none."""
     try:
@@ -790,6 +847,7 @@ def main():
               + advice(avx2, "set ONEDNN_MAX_CPU_ISA=AVX2", "leave oneDNN's choice as it is"))
     else:
         print("ONEDNN_MAX_CPU_ISA: nothing to set; this processor has no AVX-512")
+    print_evaluation(median, lstm_defaults())
     base_feed = median("baseline", "feed sampler chars/s")
     feed = median("defaults", "feed sampler chars/s")
     print("\n| sampler, 600 characters, batch 1 | chars/s | x baseline | x feed |")

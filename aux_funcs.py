@@ -885,11 +885,12 @@ def write_cells_page(path, title, notes, passage, model, sections, picture):
         # passage's own.
         f'<textarea id="passage" rows="8" spellcheck="false">\n{html.escape(passage)}'
         "</textarea>",
-        '<form class="controls" id="writing">Continue it by <input id="count" type="number" '
-        'min="1" max="100000" value="200"> characters at temperature <input id="temperature" '
-        'type="range" min="0.2" max="2" step="0.05" value="1"> <output id="temperature-shown">'
-        '1.00</output> <button id="write">Let it write</button> (below 1, likelier '
-        "characters; above, more adventurous)</form>",
+        '<form class="controls" id="writing"><label>Continue it by <input id="count" '
+        'type="number" min="1" max="100000" value="200"> characters</label> <label>at '
+        'temperature <input id="temperature" type="range" min="0.2" max="2" step="0.05" '
+        'value="1"></label> <output id="temperature-shown" for="temperature">1.00</output> '
+        '<button id="write">Let it write</button> (below 1, likelier characters; above, more '
+        "adventurous)</form>",
         '<p id="status">Reading the passage...</p>', '<p id="skipped"></p>',
         '<p id="address-note"></p>',
         '<div id="rows">',
@@ -900,9 +901,10 @@ def write_cells_page(path, title, notes, passage, model, sections, picture):
         body += [f"<h2>{html.escape(heading)}</h2>", rows(cells)]
     body += [
         "<h2>Any cell you choose</h2>",
-        f'<form class="controls" id="add">Layer <input id="layer" type="number" min="1" '
-        f'max="{layers}" value="1"> cell <input id="index" type="number" min="0" '
-        f'max="{hidden - 1}" value="0"> <button>Add its row</button></form>',
+        f'<form class="controls" id="add"><label>Layer <input id="layer" type="number" '
+        f'min="1" max="{layers}" value="1"></label> <label>cell <input id="index" '
+        f'type="number" min="0" max="{hidden - 1}" value="0"></label> <button>Add its row'
+        "</button></form>",
         '<p id="added-note"></p>', '<div id="added"></div>', "</div>"]
     encoded = base64.b64encode(picture).decode("ascii")
     body += ["<h2>The picture: an excerpt, and the gates' saturation</h2>",

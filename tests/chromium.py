@@ -3,10 +3,12 @@ protocol spoken over a pair of pipes (--remote-debugging-pipe: Chromium reads co
 its file descriptor 3 and answers on 4, each message JSON ended by a NUL byte). Tests and the
 benchmark open the cells page with it, as a reader would, and read the page's DOM."""
 import base64
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -15,23 +17,38 @@ WHY_NOT = ("headless Chromium is not installed (apt-get install chromium); it is
            "the page as a reader would")
 
 
+ON_3_AND_4_THEN_EXEC = """
+import os, sys
+commands, answers = int(sys.argv[1]), int(sys.argv[2])
+os.dup2(commands, 3)
+os.dup2(answers, 4)
+os.close(commands)
+os.close(answers)
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
 class Chromium:
     """One headless browser with one tab; use as a context manager."""
 
     def __init__(self, width=1200, height=900):
         self.profile = tempfile.TemporaryDirectory()
-        commands_read, self.commands = os.pipe()
-        self.answers, answers_written = os.pipe()
-
-        def onto_3_and_4():
-            os.dup2(commands_read, 3)
-            os.dup2(answers_written, 4)
+        pipes = os.pipe(), os.pipe()
+        # Numbers from 10 up, so that moving them onto 3 and 4 cannot overwrite either.
+        (commands_read, self.commands), (self.answers, answers_written) = (
+            [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in pair] for pair in pipes)
+        for fd in (*pipes[0], *pipes[1]):
+            os.close(fd)
+        # A small Python puts the pipe's ends on 3 and 4, then becomes Chromium: a hook run
+        # between fork and exec (preexec_fn) is unsafe where threads run, as TensorFlow's do,
+        # and sh may not take descriptors above 9.
         self.process = subprocess.Popen(
-            [BINARY, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update",
+            [sys.executable, "-c", ON_3_AND_4_THEN_EXEC, str(commands_read),
+             str(answers_written), BINARY, "--headless", "--no-sandbox", "--disable-gpu",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--remote-debugging-pipe", f"--window-size={width},{height}",
              f"--user-data-dir={self.profile.name}", "about:blank"],
-            preexec_fn=onto_3_and_4, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
+            pass_fds=(commands_read, answers_written), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         os.close(commands_read)
         os.close(answers_written)

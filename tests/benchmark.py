@@ -33,10 +33,10 @@ check: a 100 MB text, from start to the first report line.
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
 import argparse
-import html
 import importlib.util
 import json
 import os
+import pathlib
 import platform
 import re
 import resource
@@ -495,73 +495,42 @@ def serving_worker(model_dir, seconds):
                       under_load(LOAD_THREADS)}))
 
 
-# What the page's JavaScript reads under Node: the page's own model script, then a reading
-# of its passage from the first character, timed; one line of JSON.
-NODE_PAGE_READER = """
-const vm = require("vm");
-const given = JSON.parse(require("fs").readFileSync(0, "utf8"));
-vm.runInThisContext(given.script + `
-globalThis.timeReadings = (given) => {
-  const model = loadModel(given.spec, given.weights, {webAssembly: given.webAssembly});
-  const seconds = [];
-  for (let k = 0; k < given.readings; k++) {
-    const reading = new Reading(model, given.cells), started = performance.now();
-    for (const ch of given.passage) reading.read(ch);
-    seconds.push((performance.now() - started) / 1000);
-  }
-  return seconds;
-};`);
-process.stdout.write(JSON.stringify(timeReadings(given)));
-"""
-
-
 def page_of(save_dir, folder, length):
     """--visualize's page for the checkpoint in save_dir, with a passage of `length`
-    characters: its path, and what its scripts hold."""
+    characters, taken apart."""
+    from cells_page import Page
+
     subprocess.run([sys.executable, SCRIPT, "--visualize", "--save-dir", save_dir,
                     "--passage-length", str(length), "--plots-dir", folder],
                    capture_output=True, check=True)
-    path = os.path.join(folder, "ckpt_cells.html")
-    with open(path, encoding="utf-8") as handle:
-        page = handle.read()
-    scripts = dict(re.findall(r'<script[^>]* id="([a-z]+)">\n?(.*?)</script>', page, re.DOTALL))
-    passage = html.unescape(re.search(r'<textarea id="passage"[^>]*>\n(.*?)</textarea>', page,
-                                      re.DOTALL).group(1))
-    cells = [[int(layer), int(index)] for layer, index in re.findall(
-        r'data-layer="(\d+)" data-index="(\d+)"', page)]
-    return path, scripts, passage, cells
+    return Page(pathlib.Path(folder, "ckpt_cells.html"))
 
 
-def node_rates(scripts, passage, cells, repeats, web_assembly):
-    """Characters per second of the page's JavaScript under Node, reading `passage`, its
+def node_rates(page, repeats, web_assembly):
+    """Characters per second of the page's JavaScript under Node, reading its passage, its
     products in WebAssembly or not: the first reading of a fresh process (as a page opening
     reads), and the fifth (the code compiled by then); medians over `repeats` processes."""
     first, fifth = [], []
     for _ in range(repeats):
-        given = {"script": scripts["lstm"], "spec": json.loads(scripts["spec"]),
-                 "weights": scripts["weights"], "passage": passage, "cells": cells,
-                 "readings": 5, "webAssembly": web_assembly}
-        seconds = json.loads(subprocess.run(["node", "-e", NODE_PAGE_READER],
-                                            input=json.dumps(given), capture_output=True,
-                                            text=True, check=True).stdout)
-        first.append(len(passage) / seconds[0])
-        fifth.append(len(passage) / seconds[-1])
+        seconds = page.read_in_node(web_assembly=web_assembly, readings=5)["seconds"]
+        first.append(len(page.passage) / seconds[0])
+        fifth.append(len(page.passage) / seconds[-1])
     return statistics.median(first), statistics.median(fifth)
 
 
-def chromium_figures(path, passage, repeats):
+def chromium_figures(page, repeats):
     """The page in headless Chromium, as a reader meets it: seconds from opening the file to
     every row drawn; seconds to read and draw it all again when all of the passage changes;
     characters per second of "Let it write", 500 characters at temperature 1, as the page
     reports them. Medians over `repeats` browsers."""
     import chromium
 
-    changed = passage[::-1]
+    changed = page.passage[::-1]
     opened, reread, written = [], [], []
     for _ in range(repeats):
         with chromium.Chromium() as browser:
             start = time.perf_counter()
-            browser.open(f"file://{path}", "document.body.dataset.state === 'ready'")
+            browser.open(page.uri, "document.body.dataset.state === 'ready'")
             opened.append(time.perf_counter() - start)
             reread.append(browser.evaluate(f"""new Promise((done) => {{
                 const box = document.getElementById('passage'), started = performance.now();
@@ -586,23 +555,23 @@ def page_rows(repeats):
 
     with tempfile.TemporaryDirectory() as folder:
         save_dir = serving_checkpoint(folder)
-        path, scripts, passage, cells = page_of(save_dir, folder, 1000)
-        size = os.path.getsize(path)
-        print(f"\n| the --visualize page, one layer of 500, {len(passage):,} characters "
+        page = page_of(save_dir, folder, 1000)
+        size = page.path.stat().st_size
+        print(f"\n| the --visualize page, one layer of 500, {len(page.passage):,} characters "
               f"({aux_funcs.format_bytes(size)}) | figure |")
         print("|---|------:|")
         for web_assembly, how in [(True, "products in WebAssembly (the page's choice)"),
                                   (False, "all in JavaScript (without WebAssembly)")]:
-            first, compiled = node_rates(scripts, passage, cells, repeats, web_assembly)
+            first, compiled = node_rates(page, repeats, web_assembly)
             print(f"| Node {node_version()}, {how}: chars/s, first reading of a process | "
                   f"{first:,.0f} |")
             print(f"| the same, fifth reading (compiled by then) | {compiled:,.0f} |")
         if chromium.BINARY is None:
             print(f"| Chromium | not measured: {chromium.WHY_NOT} |")
             return
-        opened, reread, written = chromium_figures(path, passage, repeats)
+        opened, reread, written = chromium_figures(page, repeats)
         print(f"| Chromium {chromium_version()}: opened, read and drawn, s | {opened:.2f} |")
-        print(f"| Chromium: all {len(passage):,} characters changed, read and drawn, s | "
+        print(f"| Chromium: all {len(page.passage):,} characters changed, read and drawn, s | "
               f"{reread:.2f} |")
         print(f"| Chromium: \"Let it write\", chars/s | {written:,.0f} |")
 

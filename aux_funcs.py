@@ -439,20 +439,22 @@ function addProduct(out, v, packed, rows) {
   }
 }
 
-// The matrices a character's vectors are multiplied by: each layer's W, from its row `dense`
-// on, then out_w.
-function matrices(model) {
+// The matrices a character's vectors are multiplied by, each packed `width` wide: each
+// layer's W, from its row `dense` on, then out_w.
+function packedMatrices(model, width) {
   return [...model.layers.map((layer) => ({weights: layer.kernel, first: layer.dense,
                                            rows: layer.rows, columns: 4 * model.hidden})),
-          {weights: model.outW, first: 0, rows: model.hidden, columns: model.vocab.length}];
+          {weights: model.outW, first: 0, rows: model.hidden, columns: model.vocab.length}]
+    .map((m) => {
+      const padded = Math.ceil(m.columns / width) * width;
+      return {...m, padded,
+              values: packColumns(m.weights, m.first, m.rows, m.columns, width, padded)};
+    });
 }
 
-// product(k, v, out): out += v times matrix k of matrices(model).
+// product(k, v, out): out += v times matrix k of packedMatrices(model).
 function javaScriptProduct(model) {
-  const packed = matrices(model).map((m) => {
-    const padded = Math.ceil(m.columns / 4) * 4;
-    return {...m, padded, values: packColumns(m.weights, m.first, m.rows, m.columns, 4, padded)};
-  });
+  const packed = packedMatrices(model, 4);
   const sums = new Float64Array(Math.max(...packed.map((m) => m.padded)));
   const product = (k, v, out) => {
     const m = packed[k], some = sums.subarray(0, m.padded);
@@ -491,12 +493,11 @@ function simdProduct(model) {
   const module = bytesOf(PRODUCT_MODULE);
   if (!WebAssembly.validate(module)) return null;
   // In the module's memory: each matrix packed 16 wide, then v, then the sums.
-  const packed = [];
+  const packed = packedMatrices(model, 16);
   let floats = 0;
-  for (const m of matrices(model)) {
-    const padded = Math.ceil(m.columns / 16) * 16;
-    packed.push({...m, padded, start: floats});
-    floats += m.rows * padded;
+  for (const m of packed) {
+    m.start = floats;
+    floats += m.values.length;
   }
   const most = (key) => Math.ceil(Math.max(...packed.map((m) => m[key])) / 16) * 16;
   const memory = new WebAssembly.Memory(
@@ -504,8 +505,11 @@ function simdProduct(model) {
   const {addProduct} = new WebAssembly.Instance(new WebAssembly.Module(module),
                                                 {env: {memory}}).exports;
   const all = new Float32Array(memory.buffer);
-  for (const m of packed)
-    all.set(packColumns(m.weights, m.first, m.rows, m.columns, 16, m.padded), m.start);
+  // The weights stay in the module's memory only.
+  for (const m of packed) {
+    all.set(m.values, m.start);
+    delete m.values;
+  }
   const v = all.subarray(floats, floats + most("rows")), sums = all.subarray(v.length + floats);
   const product = (k, vector, out) => {
     const m = packed[k];

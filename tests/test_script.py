@@ -185,6 +185,8 @@ def test_running_out_of_memory_all_the_same_is_one_line(hamlet_dir, lstm, tf, mo
         raise tf.errors.ResourceExhaustedError(
             None, None, "OOM when allocating tensor with shape[60068,240000] and type float")
     monkeypatch.setattr(lstm, "train", out_of_memory)
+    # As run_in_process: --seed's op determinism would outlast the test in this process.
+    monkeypatch.setattr(tf.config.experimental, "enable_op_determinism", lambda: None)
     monkeypatch.chdir(hamlet_dir)
     with pytest.raises(lstm.UserError) as refused:
         lstm.main(["hamlet.txt", *TINY, *layers])

@@ -1458,16 +1458,28 @@ def protobuf_varints(message):
 
 # Beyond the post: the console and signals -------------------------------------------------
 
-def report_line(it, smooth_loss, epoch, val_loss=None, val_label="val", rate=None,
-                chars_per_second=None, elapsed=None, left=None):
+# The width of the post's `iter N, loss: X`, so that the fields after it line up.
+REPORT_LEAD = 28
+
+
+def report_line(it, smooth_loss, epoch, rate=None, chars_per_second=None, elapsed=None,
+                left=None):
     """The line printed at each report: it starts exactly as the post's `iter N, loss: X`;
     the fields after it line up from report to report."""
-    fields = [f"{'iter %d, loss: %f' % (it, smooth_loss):<28}", f"epoch {epoch:5.2f}"]
-    if val_loss is not None:
-        fields.append(f"{val_label} {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)")
+    fields = [f"{'iter %d, loss: %f' % (it, smooth_loss):<{REPORT_LEAD}}",
+              f"epoch {epoch:5.2f}"]
     if rate is not None:
         fields.append(f"{rate:5.1f} it/s {chars_per_second:>7,.0f} chars/s")
         fields.append(f"{format_clock(elapsed)} elapsed, {format_clock(left)} left")
+    return " | ".join(fields)
+
+
+def held_out_line(it, label, val_loss, best=None):
+    """The line that says a report's held-out score, in nats and bits per character, its
+    fields under the report line's; `best` is [iteration, loss] of a better earlier one."""
+    fields = [f"{'iter %d, held out' % it:<{REPORT_LEAD}}",
+              f"{label} {val_loss:.4f} ({val_loss / math.log(2):.3f} bits/char)",
+              "the best so far" if best is None else f"best {best[1]:.4f} at iter {best[0]}"]
     return " | ".join(fields)
 
 

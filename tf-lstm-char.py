@@ -33,10 +33,12 @@ Hyperparameters:
     clip           largest global norm of the gradients (none in the original)
 """
 import argparse
+import concurrent.futures
 import contextlib
 import math
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -172,7 +174,7 @@ def train(session, model, batches, options, progress, report):
         # A resumed run was reported on where it stopped.
         if (it % options.sample_every == 0 or last) and (it == 0 or it > first):
             # The post's line; the report adds the epoch, the held-out loss and the speed.
-            print(aux_funcs.report_line(it, smooth_loss[-1], **report.measure(session)))
+            print(aux_funcs.report_line(it, smooth_loss[-1], **report.measure(session, last)))
             drawn = sample_by_options(session, model, options, report.vocab,
                                       options.sample_length, progress.rng)
             print(f"{RULE}\n{options.prime}{''.join(report.vocab[i] for i in drawn)}\n{RULE}",
@@ -243,6 +245,7 @@ def main(argv=None):
             restore_checkpoint(session, model.saver, resumed.prefix)
             print(f"resuming {aux_funcs.display_path(resumed.prefix)} at iteration "
                   f"{progress.iteration}", flush=True)
+            report.catch_up(session)
         else:
             session.run(model.init)
         train(session, model, batches, options, progress, report)
@@ -504,31 +507,85 @@ VAL_TRACK_LENGTH = 500
 VAL_MAX_TRACKS = 64
 VAL_WINDOW = 1000
 # Each report scores the same first characters of the held-out text, so that its figures
-# compare along the run, and few enough that evaluating stays a small part of a run; the end
-# of a run scores all of it once.
+# compare along the run; the end of a run scores all of it once.
 VAL_SLICE_CHARS = 20_000
+# Where evaluation's copy of the weights lives in the graph.
+HELD_OUT_SCOPE = "held_out"
 
-Evaluation = namedtuple("Evaluation", "ids init_state final_state loss_sum")
+Evaluation = namedtuple("Evaluation", "copy ids init_state final_state loss_sum")
 
 
 def add_evaluation(tf, model):
-    """The post's cell and output layer on held-out text: integer ids, any number of tracks
-    side by side, each window's first row only as input and its last only as target. It
-    gives the summed loss, so windows of any length add up to a mean over the whole text."""
+    """The post's LSTM and output layer on held-out text, written out for scoring, on a copy
+    of the weights that `copy` takes: a report's score is computed in a second thread while
+    training goes on changing the weights. It reads integer ids, any number of tracks side by
+    side, each window's first row only as input and its last only as target, and gives the
+    summed loss, so that windows of any length add up to a mean over the whole text.
+
+    Layer by layer, the input's part of the gates, x_t W_x + b, is computed for the whole
+    window at once (for the first layer, x_t is one-hot: a row of W_x picked by its id), and
+    only h_{t-1} W_h is left to each step: the same sums as the cell's [x_t, h_{t-1}] W + b,
+    grouped otherwise (tests hold the two within 1e-5 nats a character)."""
     tf1 = tf.compat.v1
     vocab_size = model.x.shape[2]
     ids = tf1.placeholder(tf.int32, [None, None], name="val_ids")
     init_state = tf1.placeholder(tf.float32, state_shape_for_streams(model.init_state, None),
                                  name="val_init_state")
-    outputs, last = tf1.nn.dynamic_rnn(
-        model.cell, tf.one_hot(ids[:-1], vocab_size), initial_state=cell_state(tf, init_state),
-        time_major=True, scope="val_rnn")
+    state = cell_state(tf, init_state)
+    starts = [state] if len(model.layers) == 1 else list(state)
+    copies = []
+
+    def copy_of(name, source):
+        # A local variable, as tf.compat.v1.metrics keeps its counts: not trained, not saved
+        # in checkpoints, not among the model's variables.
+        variable = tf1.get_variable(name, source.shape, initializer=tf1.zeros_initializer(),
+                                    trainable=False, collections=[tf1.GraphKeys.LOCAL_VARIABLES])
+        copies.append(variable.assign(source))
+        return variable
+
+    with tf1.variable_scope(HELD_OUT_SCOPE):
+        inputs, final = ids[:-1], []
+        for number, (layer, start) in enumerate(zip(model.layers, starts)):
+            kernel, bias = layer.weights
+            width = kernel.shape[0] - layer.output_size
+            with tf1.variable_scope(f"layer_{number}"):
+                input_kernel = copy_of("input_kernel", kernel[:width])
+                recurrent_kernel = copy_of("recurrent_kernel", kernel[width:])
+                bias = copy_of("bias", bias)
+            if number == 0:
+                input_parts = tf.gather(input_kernel, inputs) + bias
+            else:
+                input_parts = tf.tensordot(inputs, input_kernel, 1) + bias
+            inputs, c, h = recurrence(tf, input_parts, recurrent_kernel, layer._forget_bias,
+                                      start.c, start.h)
+            final.append(tf1.nn.rnn_cell.LSTMStateTuple(c, h))
+        logits = output_layer(tf, inputs, copy_of("out_w", model.out_w),
+                              copy_of("out_b", model.out_b))
     loss_sum = tf.reduce_sum(
         tf1.nn.softmax_cross_entropy_with_logits_v2(
-            labels=tf.one_hot(tf.reshape(ids[1:], [-1]), vocab_size),
-            logits=output_layer(tf, outputs, model.out_w, model.out_b)),
+            labels=tf.one_hot(tf.reshape(ids[1:], [-1]), vocab_size), logits=logits),
         name="val_loss_sum")
-    return Evaluation(ids, init_state, stack_state(tf, last, name="val_final_state"), loss_sum)
+    final_state = stack_state(tf, final[0] if len(final) == 1 else tuple(final),
+                              name="val_final_state")
+    return Evaluation(tf.group(*copies, name="val_copy"), ids, init_state, final_state,
+                      loss_sum)
+
+
+def recurrence(tf, input_parts, recurrent_kernel, forget_bias, c, h):
+    """The LSTM's steps through a window whose input parts of the gates, x_t W_x + b, are
+    given ([steps, streams, 4 * hidden], gates in the cell's order i, j, f, o): each step adds
+    h_{t-1} W_h and goes on as LSTMCell does. Returns every step's h, and the last c and h."""
+    steps = tf.shape(input_parts)[0]
+
+    def step(t, c, h, outputs):
+        i, j, f, o = tf.split(input_parts[t] + tf.matmul(h, recurrent_kernel), 4, axis=1)
+        c = tf.sigmoid(f + forget_bias) * c + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        return t + 1, c, h, outputs.write(t, h)
+
+    _, c, h, outputs = tf.while_loop(lambda t, *rest: t < steps, step,
+                                     [0, c, h, tf.TensorArray(tf.float32, size=steps)])
+    return outputs.stack(), c, h
 
 
 def held_out_tracks(val_ids):
@@ -542,8 +599,16 @@ def held_out_tracks(val_ids):
 
 
 def evaluate(session, evaluation, val_tracks):
-    """Mean loss, in nats per character, over held-out tracks (time-major, one per column),
-    each read from a zero state with its state carried from window to window."""
+    """Mean loss, in nats per character, of the weights as they are now over held-out tracks
+    (time-major, one per column), each read from a zero state with its state carried from
+    window to window."""
+    session.run(evaluation.copy)
+    return evaluate_copy(session, evaluation, val_tracks)
+
+
+def evaluate_copy(session, evaluation, val_tracks):
+    """evaluate() of the weights as evaluation.copy last took them, which another thread may
+    go on training meanwhile."""
     steps, count = val_tracks.shape
     state = np.zeros(state_shape_for_streams(evaluation.init_state, count), dtype=np.float32)
     total = 0.0
@@ -662,9 +727,10 @@ def add_extras(tf, model, look_inside=False):
     """The model with held-out evaluation, the in-graph sampler and a Saver added to the
     post's graph (and the look inside, if asked for), which is then closed to changes."""
     with building_quietly(model.graph):
+        # The sampler first: with --seed, its draws do not move with the ops added later.
+        model = model._replace(sampler=add_sampler(tf, model))
         # Old checkpoints are removed by save_checkpoint, once a newer one is complete.
         model = model._replace(evaluation=add_evaluation(tf, model),
-                               sampler=add_sampler(tf, model),
                                saver=tf.compat.v1.train.Saver(max_to_keep=None))
         if look_inside:
             model = model._replace(inside=add_look_inside(tf, model))
@@ -947,8 +1013,9 @@ def sample_command(typed):
 
 class Report:
     """What a report adds to the post's three lines, and the console around the loop: the
-    report line's epoch, held-out loss and speed; after the plot, the history, a checkpoint
-    and TensorBoard; between reports, the progress bar and stop requests; the closing lines.
+    report line's epoch and speed; after the plot, the history, a checkpoint and TensorBoard;
+    the held-out score, computed in a second thread while training goes on; between reports,
+    the progress bar and stop requests; the closing lines.
     """
 
     def __init__(self, options, files, info, progress, val_ids, it_per_epoch):
@@ -959,7 +1026,10 @@ class Report:
         self.val_slice = held_out_tracks(val_ids[:VAL_SLICE_CHARS]) if len(val_ids) else None
         self.val_label = f"val[:{VAL_SLICE_CHARS}]" if self.sliced else "val"
         self.val_legend = f"validation loss ({self.val_label}, held-out text)"
-        self.val_loss_all, self.eval_seconds = None, 0.0
+        self.val_loss_all = None
+        # The report whose score is being computed beside training, and its Future.
+        self.scoring = None
+        self.cost = EvaluationCost()
 
     def announce(self, text_length, train_length):
         """Say what the run trains on, and where it writes."""
@@ -976,14 +1046,17 @@ class Report:
 
     @contextlib.contextmanager
     def running(self, tf, model):
-        """While the block trains `model`: signals turned into stop requests, TensorBoard
-        written to, and the time kept."""
+        """While the block trains `model`: signals turned into stop requests, a thread for
+        held-out scores (finished before the block ends), TensorBoard written to, and the
+        time kept."""
         self.model, self.bar = model, aux_funcs.ProgressBar(sys.stdout)
         self.first_iteration = self.last_report = self.progress.iteration
-        self.started_at = self.last_report_at = time.perf_counter()
+        self.started_at = self.last_report_at = self.step_started = time.perf_counter()
+        self.step_beside = False
         self.summaries = Summaries(tf, self.options.logdir, model.graph)
         try:
-            with aux_funcs.StopRequest() as self.stop:
+            with aux_funcs.StopRequest() as self.stop, \
+                    concurrent.futures.ThreadPoolExecutor(1) as self.scorer:
                 yield self
         finally:
             self.summaries.close()
@@ -997,29 +1070,23 @@ class Report:
         return (self.options.minutes is not None
                 and time.perf_counter() - self.started_at >= 60 * self.options.minutes)
 
-    def evaluate(self, session, val_tracks):
-        """The mean loss on held-out tracks, timed; a loss that is not finite stops the run."""
-        start = time.perf_counter()
-        val_loss = evaluate(session, self.model.evaluation, val_tracks)
-        self.eval_seconds += time.perf_counter() - start
-        if not math.isfinite(val_loss):
-            raise Diverged("validation loss", val_loss, self.progress.iteration)
-        return val_loss
-
-    def measure(self, session):
-        """The report line's fields after the post's: the epoch, the held-out loss (scored
-        now, and kept with the best so far) and the speed since the last report."""
+    def measure(self, session, last):
+        """The report line's fields after the post's: the epoch and the speed since the last
+        report. Except at the last report, the held-out score of the weights as they are is
+        started in the second thread, beside the report's sample and plot and the steps after
+        them; its line follows when it is ready."""
         progress, options = self.progress, self.options
         done, now = progress.iteration, time.perf_counter()
         self.bar.clear()
+        self.report_started = now
+        self.cost.interval_done()
         fields = {"epoch": done / self.it_per_epoch}
         if self.val_slice is not None:
-            val_loss = self.evaluate(session, self.val_slice)
-            progress.val_points.append((done, val_loss))
-            if progress.best is None or val_loss < progress.best[1]:
-                progress.best = [done, val_loss]
-            self.summaries.scalars(done, val_loss=val_loss)
-            fields.update(val_loss=val_loss, val_label=self.val_label)
+            self.take_score(wait=True)  # the last report's, with --sample-every so small
+            if not last:
+                session.run(self.model.evaluation.copy)
+                self.scoring = done, self.scorer.submit(evaluate_copy, session,
+                                                        self.model.evaluation, self.val_slice)
         if done > self.last_report:
             rate = (done - self.last_report) / (now - self.last_report_at)
             elapsed = now - self.started_at
@@ -1030,10 +1097,57 @@ class Report:
                           chars_per_second=rate * options.seq_length * options.batch_size)
         return fields
 
-    def keep(self, session, last):
-        """After the post's three lines: the history, a checkpoint, TensorBoard written out;
-        at the last report of a finished run, the whole held-out text scored once."""
+    def take_score(self, wait):
+        """Say the report's held-out score and keep it (with the best so far), if the second
+        thread has it, or with `wait` once it has."""
+        if self.scoring is None or not (wait or self.scoring[1].done()):
+            return
+        (done, future), self.scoring = self.scoring, None
+        start = time.perf_counter()
+        val_loss = future.result()
+        self.cost.waited += time.perf_counter() - start
+        self.keep_score(done, val_loss)
+
+    def keep_score(self, done, val_loss):
+        """A held-out score of the weights after `done` iterations: said, kept with the best
+        so far and in TensorBoard; one that is not finite stops the run."""
         progress = self.progress
+        if not math.isfinite(val_loss):
+            raise Diverged("validation loss", val_loss, done)
+        progress.val_points.append((done, val_loss))
+        best = progress.best is None or val_loss < progress.best[1]
+        if best:
+            progress.best = [done, val_loss]
+        self.summaries.scalars(done, val_loss=val_loss)
+        self.bar.clear()
+        print(aux_funcs.held_out_line(done, self.val_label, val_loss,
+                                      None if best else progress.best), flush=True)
+
+    def score_now(self, session, val_tracks):
+        """The held-out loss of the weights as they are, waited for."""
+        start = time.perf_counter()
+        val_loss = evaluate(session, self.model.evaluation, val_tracks)
+        self.cost.waited += time.perf_counter() - start
+        return val_loss
+
+    def catch_up(self, session):
+        """Score a resumed checkpoint that was saved before its report's score came (the run
+        was killed at once), so that its history and best are as a run straight on has them."""
+        points = self.progress.val_points
+        if self.val_slice is not None and (not points or points[-1][0] < self.progress.iteration):
+            self.keep_score(self.progress.iteration, self.score_now(session, self.val_slice))
+
+    def keep(self, session, last):
+        """After the post's three lines: the history, a checkpoint, TensorBoard written out.
+        At the last report, its held-out score is computed now and drawn too, and a finished
+        run's whole held-out text is scored once."""
+        progress = self.progress
+        self.cost.report_work(time.perf_counter() - self.report_started, alone=last)
+        if last and self.val_slice is not None:
+            self.keep_score(progress.iteration, self.score_now(session, self.val_slice))
+            aux_funcs.plot(progress.loss_hist, progress.smooth_loss_hist, progress.iteration,
+                           self.it_per_epoch, self.files.name, self.options.plots_dir,
+                           progress.val_points, self.val_legend)
         aux_funcs.write_history(self.files.history_path, progress.loss_hist,
                                 progress.smooth_loss_hist, progress.val_points)
         save_checkpoint(session, self.model.saver, self.files.save_dir, progress, self.info)
@@ -1041,11 +1155,15 @@ class Report:
         if last and not self.sliced and progress.val_points:
             self.val_loss_all = progress.val_points[-1][1]  # the report scored all of it
         elif last and self.sliced and not self.stop_requested():
-            self.val_loss_all = self.evaluate(session, held_out_tracks(self.val_ids))
+            self.val_loss_all = self.score_now(session, held_out_tracks(self.val_ids))
+            if not math.isfinite(self.val_loss_all):
+                raise Diverged("validation loss", self.val_loss_all, progress.iteration)
+        self.take_score(wait=False)
         self.last_report, self.last_report_at = progress.iteration, time.perf_counter()
+        self.step_started, self.step_beside = self.last_report_at, self.scoring is not None
 
     def after_step(self):
-        """Check the step's loss, log it, move the bar."""
+        """Check the step's loss, log it, say a held-out score that has come, move the bar."""
         progress, every = self.progress, self.options.sample_every
         loss = progress.loss_hist[-1]
         if not math.isfinite(loss):
@@ -1053,7 +1171,11 @@ class Report:
             raise Diverged("loss", loss, progress.iteration - 1)
         self.summaries.scalars(progress.iteration, loss=loss,
                                smoothed_loss=progress.smooth_loss_hist[-1])
+        now = time.perf_counter()
+        self.cost.step(now - self.step_started, self.step_beside)
+        self.take_score(wait=False)
         self.bar.update(progress.iteration % every, every)
+        self.step_started, self.step_beside = time.perf_counter(), self.scoring is not None
 
     def close(self):
         """The closing lines; the exit code."""
@@ -1068,9 +1190,11 @@ class Report:
                 f"validation loss on all {len(self.val_ids):,} held-out characters: "
                 f"{self.val_loss_all:.4f} nats, {self.val_loss_all / math.log(2):.3f} bits "
                 "per character; ")
+            seconds, slowed = self.cost.seconds(), self.cost.slowed()
             print(f"{whole}at the best report ({progress.best[0]}), {self.val_label} "
-                  f"{progress.best[1]:.4f} nats; evaluating took {self.eval_seconds:.1f}s "
-                  f"({100 * self.eval_seconds / self.elapsed:.1f}% of the time)")
+                  f"{progress.best[1]:.4f} nats; evaluating took {seconds:.1f}s "
+                  f"({100 * seconds / self.elapsed:.1f}% of the time), of which {slowed:.1f}s "
+                  "was training slowed by the reports' scores beside it")
         print(f"loss plot: {files.plot_path}, history: {files.history_path}")
         checkpoint = aux_funcs.checkpoint_prefix(files.save_dir, progress.iteration)
         best = progress.best and aux_funcs.checkpoint_prefix(files.save_dir, progress.best[0])
@@ -1088,6 +1212,46 @@ class Report:
                 "nothing to resume"))
         return signal_exit(self.stop.signum, lambda name: (
             f"stopped by {name} at iteration {progress.iteration}; go on with: {go_on}"))
+
+
+class EvaluationCost:
+    """What held-out evaluation adds to a run's time: the seconds it stood still for scores,
+    and an estimate of how much the reports' scores, computed in a second thread, slowed what
+    ran beside them: each report's sample and plot, against the last report's, which runs
+    with nothing beside it; and each step taken beside a score, against the median step of
+    its interval taken without."""
+
+    def __init__(self):
+        self.waited = 0.0
+        self.work_beside, self.work_alone = [], None
+        self.slowed_steps, self.step_times = 0.0, ([], [])  # this interval's: without, beside
+        self.usual_step = None
+
+    def report_work(self, seconds, alone):
+        if alone:
+            self.work_alone = seconds
+        else:
+            self.work_beside.append(seconds)
+
+    def step(self, seconds, beside):
+        self.step_times[beside].append(seconds)
+
+    def interval_done(self):
+        without, beside = self.step_times
+        if without:
+            self.usual_step = statistics.median(without)
+        if beside and self.usual_step is not None:
+            self.slowed_steps += sum(beside) - self.usual_step * len(beside)
+        self.step_times = ([], [])
+
+    def slowed(self):
+        work = 0.0
+        if self.work_alone is not None:
+            work = sum(seconds - self.work_alone for seconds in self.work_beside)
+        return max(0.0, work + self.slowed_steps)
+
+    def seconds(self):
+        return self.waited + self.slowed()
 
 
 class Diverged(UserError):

@@ -5,6 +5,7 @@
     python tests/benchmark.py --profile  # only where a training step's time goes
     python tests/benchmark.py --serving  # only the exported model's rows: about seven minutes
     python tests/benchmark.py --page     # only the --visualize page's rows: about a minute
+    python tests/benchmark.py --evaluation  # only held-out evaluation's rows: about five minutes
 
 Every configuration trains hidden 500 (one layer, or two where it says so), 100 steps a window,
 on data/shakespeare.txt, in its own process (oneDNN is fixed when TensorFlow is imported). The
@@ -20,19 +21,21 @@ the same model, loss, optimizer and batch in the same run; at batch 1 also with 
 show what its fused LSTM is worth; without it, its rows say how to get it. Rows that would
 measure nothing new on this processor say why instead: --bf16 without AVX512-BF16 or AMX-BF16
 (the program leaves it off), the AVX2 cap without AVX-512. Then held-out evaluation as a run
-does it, at each report and at the end, in characters per second against the defaults' training,
-and the share of a default run and of a 1001-iteration run that it predicts. Then the exported
-model (--export), loaded by tf.saved_model.load with TensorFlow's defaults: one prime against
---sample's in-graph sampler, 64 primes at once against one, eight threads calling at once
-against one, and how long --export takes. Then the --visualize page: its JavaScript's characters
-per second under Node, with its products in WebAssembly and without, and, where Chromium is
-installed, the page opened there as a reader meets it. Then the profiles: the ops that take the
-most of one training step, from TensorFlow's step stats (RunOptions FULL_TRACE). Last, the scale
-check: a 100 MB text, from start to the first report line.
+does it, at each report and at the end, in characters per second against the defaults' training;
+what a report's score adds to the 100 training steps after it, waited for and in a second thread
+beside them; and the share of a default run and of a 1001-iteration run that they predict. Then
+the exported model (--export), loaded by tf.saved_model.load with TensorFlow's defaults: one
+prime against --sample's in-graph sampler, 64 primes at once against one, eight threads calling
+at once against one, and how long --export takes. Then the --visualize page: its JavaScript's
+characters per second under Node, with its products in WebAssembly and without, and, where
+Chromium is installed, the page opened there as a reader meets it. Then the profiles: the ops
+that take the most of one training step, from TensorFlow's step stats (RunOptions FULL_TRACE).
+Last, the scale check: a 100 MB text, from start to the first report line.
 
 Earlier runs, and what was tried and not kept, are in tests/BENCHMARKS.md.
 """
 import argparse
+import concurrent.futures
 import importlib.util
 import json
 import os
@@ -40,6 +43,7 @@ import pathlib
 import platform
 import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -237,7 +241,15 @@ def worker(name, iterations):
                 times.append(time.perf_counter() - start)
             result[f"{sampler} sampler chars/s"] = 600 / statistics.median(times)
         if config.evaluates:
+            def train(steps):
+                nonlocal state
+                for _ in range(steps):
+                    inputs, targets = next(batches)
+                    _, state, _ = session.run(fetches, {model.x: inputs, model.y: targets,
+                                                        model.init_state: state})
+
             result.update(evaluation_rates(lstm, session, model, ids))
+            result.update(scores_beside_training(lstm, session, model, ids, train))
     result["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
@@ -262,6 +274,51 @@ def evaluation_rates(lstm, session, model, ids):
             "report tracks": report_slice.shape[1],
             "end chars/s": every.size / (time.perf_counter() - start),
             "end tracks": every.shape[1], "held out": int(np.size(held_out))}
+
+
+def scores_beside_training(lstm, session, model, ids, train, rounds=3):
+    """What a report's held-out score adds to a report (its 600-character sample, the plot
+    and a checkpoint) and the 100 training steps after it: the report and steps alone, with
+    the score waited for first, and with the score computed in a second thread beside them,
+    as a run does it (its copy of the weights taken first); the three in turn, starting with
+    another each round. Medians, in seconds."""
+    import numpy as np
+
+    held_out = aux_funcs.split_train_val(ids, 0.1)[1]
+    report_slice = lstm.held_out_tracks(held_out[:lstm.VAL_SLICE_CHARS])
+    folder = tempfile.mkdtemp()
+    losses = np.linspace(4.4, 1.6, 4001).tolist()
+    val_points = [(it, 2.0) for it in range(0, 4001, 100)]
+    rng = np.random.default_rng(0)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+
+    def report_and_steps():
+        list(lstm.sample_in_graph(session, model, 600, rng))
+        aux_funcs.plot(losses, losses, 4000, 45_000, "benchmark", folder, val_points)
+        model.saver.save(session, os.path.join(folder, "ckpt"), write_state=False)
+        train(100)
+
+    def waited():
+        lstm.evaluate(session, model.evaluation, report_slice)
+        report_and_steps()
+
+    def beside():
+        session.run(model.evaluation.copy)
+        scoring = pool.submit(lstm.evaluate_copy, session, model.evaluation, report_slice)
+        report_and_steps()
+        scoring.result()
+
+    ways = {"report alone s": report_and_steps, "score waited s": waited,
+            "score beside s": beside}
+    times = {key: [] for key in ways}
+    with pool:
+        for round_ in range(rounds):
+            for key in list(ways)[round_ % 3:] + list(ways)[:round_ % 3]:
+                start = time.perf_counter()
+                ways[key]()
+                times[key].append(time.perf_counter() - start)
+    shutil.rmtree(folder)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 # What the profile's largest ops compute, by the end of their node names.
@@ -649,13 +706,24 @@ def print_evaluation(median, defaults):
           f"{report:7,.0f} | {report / training:10.1f} |")
     print(f"| the end: all held out, {median('defaults', 'end tracks'):.0f} tracks | "
           f"{end:7,.0f} | {end / training:10.1f} |")
+    alone = median("defaults", "report alone s")
+    waited, beside = (median("defaults", f"score {how} s") - alone for how in ("waited", "beside"))
+    print("\n| a report (sample, plot, checkpoint) and the 100 steps after it | s | added |")
+    print("|---|--:|--:|")
+    print(f"| without a held-out score | {alone:.2f} | - |")
+    print(f"| val[:20000] scored first, waited for | {alone + waited:.2f} | {waited:+.2f} |")
+    print(f"| val[:20000] scored in a second thread beside them (what a run does) | "
+          f"{alone + beside:.2f} | {beside:+.2f} |")
     print()
     for run in (iterations, 1001):
         reports = run // every + 1
-        evaluating = reports * 20_000 / report + held_out / end
-        share = evaluating / (evaluating + run * chars_per_iteration / training)
-        print(f"a run of {run} iterations ({reports} reports, then {held_out:,.0f} characters) "
-              f"would spend {evaluating:.1f} s evaluating, {100 * share:.1f}% of it")
+        training_seconds = run * chars_per_iteration / training
+        for how, added in (("waited for", waited), ("beside training", beside)):
+            evaluating = reports * max(added, 0.0) + held_out / end
+            share = evaluating / (evaluating + training_seconds)
+            print(f"a run of {run} iterations ({reports} reports scored {how}, then all "
+                  f"{held_out:,.0f} characters): {evaluating:.1f} s of evaluation, "
+                  f"{100 * share:.1f}% of it")
 
 
 def cpuinfo():
@@ -709,6 +777,8 @@ def main():
     parser.add_argument("--page", action="store_true",
                         help="only the --visualize page's rows: Node, and Chromium where it is "
                         "installed")
+    parser.add_argument("--evaluation", action="store_true",
+                        help="only held-out evaluation's rows, beside the defaults' training")
     parser.add_argument("--profile-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sample-worker", help=argparse.SUPPRESS)
     parser.add_argument("--serving-worker", help=argparse.SUPPRESS)
@@ -737,6 +807,8 @@ def main():
     repeats = 1 if args.quick else 5
     results = {name: [] for name in CONFIGS}
     measured = [name for name in CONFIGS if not not_measured_here(name)]
+    if args.evaluation:
+        measured = ["defaults"]
     started = time.perf_counter()
     for repeat in range(repeats):
         for name in measured:
@@ -747,6 +819,11 @@ def main():
 
     def median(name, key):
         return statistics.median(run[key] for run in results[name])
+
+    if args.evaluation:
+        print(f"tf-lstm-char benchmark, {time.strftime('%Y-%m-%d')}: {processor()}, median of "
+              f"{repeats} repeats")
+        return print_evaluation(median, lstm_defaults())
 
     from importlib.metadata import version
     print(f"tf-lstm-char benchmark, {time.strftime('%Y-%m-%d')}: {processor()}, "

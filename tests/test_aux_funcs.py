@@ -249,6 +249,18 @@ def test_tracks_are_contiguous_and_side_by_side():
     assert aux_funcs.tracks(ids, 1)[:, 0].tolist() == list(range(23))
 
 
+def test_a_held_out_line_lines_up_under_its_report_line():
+    report = aux_funcs.report_line(1200, 1.7312456, 0.0264, 28.96, 2896.0, 41.2, 118.0)
+    assert report == ("iter 1200, loss: 1.731246    | epoch  0.03 |  29.0 it/s   2,896 chars/s"
+                      " | 0:41 elapsed, 1:58 left")
+    best = aux_funcs.held_out_line(1200, "val[:20000]", 1.9808)
+    worse = aux_funcs.held_out_line(1300, "val[:20000]", 2.0, [1200, 1.9808])
+    assert best == ("iter 1200, held out          | val[:20000] 1.9808 (2.858 bits/char) | "
+                    "the best so far")
+    assert worse.endswith("| val[:20000] 2.0000 (2.885 bits/char) | best 1.9808 at iter 1200")
+    assert report.index("|") == best.index("|") == worse.index("|") == aux_funcs.REPORT_LEAD + 1
+
+
 def test_write_history_has_a_row_per_iteration_and_validation_where_measured(tmp_path):
     path = tmp_path / "h.csv"
     aux_funcs.write_history(str(path), [4.2, 3.0, 2.5, 2.0], [4.2, 4.19, 4.18, 4.17],

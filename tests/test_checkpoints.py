@@ -111,6 +111,30 @@ def test_resuming_ends_where_an_uninterrupted_run_ends(tf, tmp_path, layers):
                                    rtol=0, atol=1e-6, err_msg=name)
 
 
+def test_a_checkpoint_saved_before_its_score_came_is_scored_when_resumed(tmp_path):
+    """A report saves its checkpoint while its held-out score is still being computed beside
+    training, so a run killed at once leaves a checkpoint without it. Resumed from there, the
+    run scores it first, and ends with the history and best of a run that went straight on."""
+    (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
+    whole = run(["richard.txt", "--seed", "5", *TINY, "--iterations", "40", "--save-dir",
+                 "whole"], tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    _, mid_run = aux_funcs.load_run_state(str(tmp_path / "whole" / "ckpt-20"))
+    assert mid_run["val_points"][:, 0].tolist() == [0, 10]
+    rest = run(["--resume", "--checkpoint", "whole/ckpt-20", "--iterations", "40"], tmp_path)
+    assert rest.returncode == 0, rest.stderr
+    resumed_at = rest.stdout.index("resuming whole/ckpt-20 at iteration 20\n")
+    score_20 = re.search(r"^iter 20, held out +\| val (\d\.\d{4}) ", rest.stdout, re.MULTILINE)
+    assert score_20 and resumed_at < score_20.start() < rest.stdout.index("iter 30, loss:")
+    whole_info, whole_arrays = aux_funcs.load_run_state(str(tmp_path / "whole" / "ckpt-40"))
+    rest_info, rest_arrays = aux_funcs.load_run_state(
+        str(tmp_path / "checkpoints" / "richard" / "ckpt-40"))
+    assert rest_arrays["val_points"][:, 0].tolist() == [0, 10, 20, 30, 40]
+    np.testing.assert_allclose(rest_arrays["val_points"], whole_arrays["val_points"], atol=1e-6)
+    assert float(score_20.group(1)) == pytest.approx(whole_arrays["val_points"][2, 1], abs=1e-4)
+    assert rest_info["best"] == pytest.approx(whole_info["best"], abs=1e-6)
+
+
 def test_a_deep_run_with_dropout_samples_and_resumes_with_another_dropout(tmp_path):
     (tmp_path / "richard.txt").write_text(TEXT, encoding="utf-8")
     trained = run(["richard.txt", "--num-layers", "3", "--dropout", "0.4", "--iterations",

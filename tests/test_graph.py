@@ -1,6 +1,8 @@
 """The graph of tf-lstm-char.py: names, shapes, time-major feeding, the carried state, and
 that it learns."""
+import concurrent.futures
 import math
+import threading
 import types
 
 import numpy as np
@@ -210,6 +212,59 @@ def test_evaluation_matches_the_training_graph_on_the_learned_weights(lstm, trai
     assert lstm.evaluate(session, evaluation, one_track) == pytest.approx(expected, rel=1e-5)
     monkeypatch.setattr(lstm, "VAL_WINDOW", 7)
     assert lstm.evaluate(session, evaluation, one_track) == pytest.approx(expected, rel=1e-5)
+
+
+def train_steps(session, model, ids, steps, length=20):
+    """`steps` training steps of the post's loop on windows of `ids`, state carried."""
+    state = zero_state(model)
+    for step in range(steps):
+        start = step * length % (len(ids) - length - 1)
+        encoded = aux_funcs.encode(ids[start:start + length + 1], model.x.shape[2])
+        _, state = session.run([model.training, model.final_state],
+                               {model.x: encoded[:-1, np.newaxis], model.y: encoded[1:, np.newaxis],
+                                model.init_state: state})
+
+
+@pytest.mark.parametrize("layers, dropout", [(1, 0.0), (2, 0.3)])
+def test_evaluation_is_the_posts_graph_within_1e_5_nats_a_character(lstm, tf, layers, dropout):
+    """Evaluation runs a cell of its own on a copy of the weights: on trained weights, one
+    layer and two (and no dropout outside training), its mean over side-by-side tracks is the
+    training graph's own loss within 1e-5 nats a character."""
+    model = build(lstm, tf, num_layers=layers, dropout=dropout, seed=layers)
+    ids = np.tile(np.random.default_rng(layers).integers(VOCAB, size=37), 30)
+    with session_of(lstm, tf, model) as session:
+        session.run(model.init)
+        train_steps(session, model, ids, 40)
+        tracks = aux_funcs.tracks(ids, 3)
+        expected = np.mean([training_path_loss(session, model, tracks[:, k]) for k in range(3)])
+        assert expected < math.log(VOCAB) - 0.3, "the weights did not learn"
+        assert lstm.evaluate(session, model.evaluation, tracks) == pytest.approx(expected,
+                                                                                abs=1e-5)
+
+
+def test_a_copy_of_the_weights_is_scored_in_a_thread_while_training_goes_on(lstm, tf):
+    """What a report scores beside training: the weights as evaluation.copy took them, not
+    as the training steps taken meanwhile leave them."""
+    model = build(lstm, tf, seed=5)
+    ids = np.tile(np.random.default_rng(5).integers(VOCAB, size=29), 40)
+    tracks = aux_funcs.tracks(ids, 2)
+    with session_of(lstm, tf, model) as session, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        session.run(model.init)
+        copied = lstm.evaluate(session, model.evaluation, tracks)
+        trained = threading.Event()
+
+        def score_until_trained():
+            scores = []
+            while not trained.is_set() or not scores:
+                scores.append(lstm.evaluate_copy(session, model.evaluation, tracks))
+            return scores
+
+        scoring = pool.submit(score_until_trained)
+        train_steps(session, model, ids, 30)
+        trained.set()
+        assert scoring.result() == pytest.approx([copied] * len(scoring.result()), abs=1e-7)
+        assert lstm.evaluate(session, model.evaluation, tracks) < copied - 0.1
 
 
 def test_evaluating_tracks_side_by_side_averages_them(lstm, trained):

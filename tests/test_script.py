@@ -24,23 +24,44 @@ def hamlet_dir(tmp_path):
 
 REPORT = re.compile(
     r"^iter (\d+), loss: (\d+\.\d{6}) +\| epoch +(\d+\.\d\d)"
-    r"(?: \| val(?:\[:\d+\])? (\d+\.\d{4}) \((\d+\.\d{3}) bits/char\))?"
     r"(?: \| +(\d+\.\d) it/s +([\d,]+) chars/s \| (\d+:\d\d) elapsed, (\d+:\d\d) left)?\n",
     re.MULTILINE)
+HELD_OUT = re.compile(
+    r"^iter (\d+), held out +\| (val(?:\[:\d+\])?) (\d+\.\d{4}) \((\d+\.\d{3}) bits/char\)"
+    r" \| (?:(the best so far)|best (\d+\.\d{4}) at iter (\d+))\n", re.MULTILINE)
 
 
 def reports(stdout, length):
-    """Each report line's fields (iteration, loss, epoch, val loss, bits/char, it/s, chars/s,
-    elapsed, left; None where there is none) and the sample printed after it."""
+    """Each report line's fields (iteration, loss, epoch, it/s, chars/s, elapsed, left; None
+    where there is none) and the sample printed after it."""
     found = []
     for match in REPORT.finditer(stdout):
         start = match.end() + len(RULE) + 1
         assert stdout[match.end():start] == RULE + "\n"
-        it, loss, epoch, val, bits, rate, chars, elapsed, left = match.groups()
-        fields = (int(it), float(loss), float(epoch), val and float(val), bits and float(bits),
-                  rate and float(rate), chars and int(chars.replace(",", "")), elapsed, left)
+        it, loss, epoch, rate, chars, elapsed, left = match.groups()
+        fields = (int(it), float(loss), float(epoch), rate and float(rate),
+                  chars and int(chars.replace(",", "")), elapsed, left)
         found.append((fields, stdout[start:start + length]))
         assert stdout[start + length:start + length + len(RULE) + 2] == "\n" + RULE + "\n"
+    return found
+
+
+def held_out_scores(stdout):
+    """Each held-out line's iteration, label, loss, bits/char and the better earlier report
+    it names ((loss, iteration), or None where it is the best so far), checked to come after
+    its report's sample and before the next report."""
+    report_ends = {int(m.group(1)): stdout.index(RULE + "\n", stdout.index(RULE, m.end()) + 1)
+                   for m in REPORT.finditer(stdout)}
+    report_starts = sorted(m.start() for m in REPORT.finditer(stdout))
+    found = []
+    for match in HELD_OUT.finditer(stdout):
+        it, label, loss, bits, _, best_loss, best_it = match.groups()
+        assert report_ends[int(it)] < match.start(), f"iter {it}'s score came before its sample"
+        later = [start for start in report_starts if start > report_ends[int(it)]]
+        assert not later or match.start() < later[0], \
+            f"iter {it}'s score came after the next report"
+        found.append((int(it), label, float(loss), float(bits),
+                      best_loss and (float(best_loss), int(best_it))))
     return found
 
 
@@ -63,19 +84,28 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(hamlet_d
                         "out/hamlet_loss.png and out/hamlet_history.csv")
     # As the post prints it: the untrained network, its loss log(vocabulary size).
     assert lines[2].startswith(f"iter 0, loss: {math.log(len(set(TEXT))):f} ")
-    assert found[0][0][5:] == (None, None, None, None), "no speed before the first step"
-    for (it, loss, epoch, val, bits, rate, chars, _, _), sample in found:
-        assert 0 < loss < 10 and 0 < val < 10
-        assert bits == pytest.approx(val / math.log(2), abs=1e-3)
+    assert found[0][0][3:] == (None, None, None, None), "no speed before the first step"
+    for (it, loss, epoch, rate, chars, _, _), sample in found:
+        assert 0 < loss < 10
         assert epoch == pytest.approx(it * 10 / (len(TEXT) - held_out), abs=0.01)
         if it:
             assert chars == pytest.approx(rate * 10, rel=0.01, abs=1)
         assert len(sample) == 40 and set(sample) <= set(TEXT)
-    assert found[-1][0][8] == "0:00"
+    assert found[-1][0][6] == "0:00"
+    # Each report's held-out score follows its sample, once, and names the best before it.
+    scores = held_out_scores(result.stdout)
+    assert [it for it, *_ in scores] == [0, 10, 20, 25]
+    best = None
+    for it, label, val, bits, better in scores:
+        assert label == "val" and 0 < val < 10
+        assert bits == pytest.approx(val / math.log(2), abs=1e-3)
+        assert better == (None if best is None or val < best[0] else best)
+        best = (val, it) if better is None else best
     assert re.match(r"trained 25 iterations in \d+s \(\d+\.\d\d iterations/s\)", lines[-4])
     assert re.match(rf"validation loss on all {held_out} held-out characters: \d\.\d{{4}} nats, "
                     r"\d\.\d{3} bits per character; at the best report \((0|10|20|25)\), val "
-                    r"\d\.\d{4} nats; evaluating took \d+\.\ds \(\d+\.\d% of the time\)",
+                    r"\d\.\d{4} nats; evaluating took \d+\.\ds \(\d+\.\d% of the time\), of "
+                    r"which \d+\.\ds was training slowed by the reports' scores beside it$",
                     lines[-3])
     assert lines[-2] == "loss plot: out/hamlet_loss.png, history: out/hamlet_history.csv"
     assert lines[-1].startswith("checkpoint: checkpoints/hamlet/ckpt-25, best: ")
@@ -87,7 +117,8 @@ def test_training_reports_losses_and_samples_and_saves_plot_and_history(hamlet_d
         rows = list(csv.DictReader(handle))
     assert [int(row["iteration"]) for row in rows] == list(range(1, 26))
     assert [int(row["iteration"]) for row in rows if row["val_loss"]] == [10, 20, 25]
-    assert float(rows[-1]["val_loss"]) == pytest.approx(found[-1][0][3], abs=1e-4)
+    assert [float(row["val_loss"]) for row in rows if row["val_loss"]] == \
+        pytest.approx([val for _, _, val, _, _ in scores[1:]], abs=1e-4)
     assert float(rows[-1]["smoothed_loss"]) == pytest.approx(found[-1][0][1], abs=1e-4)
 
 
@@ -96,16 +127,16 @@ def test_without_validation_the_whole_text_is_trained_on(hamlet_dir):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].endswith(f"training on {len(TEXT):,}, holding out 0")
     found = reports(result.stdout, 40)
-    assert len(found) == 4 and all(fields[3] is None for fields, _ in found)
+    assert len(found) == 4 and held_out_scores(result.stdout) == []
     assert "validation" not in result.stdout and "best" not in result.stdout
 
 
 def test_a_seed_makes_the_run_repeatable(hamlet_dir):
     outputs = [run(["hamlet.txt", *TINY, "--save-dir", f"run{i}"], hamlet_dir).stdout
                for i in range(2)]
-    without_timing = [[(fields[:5], sample) for fields, sample in reports(out, 40)]
-                      for out in outputs]
-    assert len(without_timing[0]) == 4
+    without_timing = [([(fields[:3], sample) for fields, sample in reports(out, 40)],
+                       held_out_scores(out)) for out in outputs]
+    assert len(without_timing[0][0]) == 4 and len(without_timing[0][1]) == 4
     assert without_timing[0] == without_timing[1]
 
 

@@ -516,76 +516,43 @@ Evaluation = namedtuple("Evaluation", "copy ids init_state final_state loss_sum"
 
 
 def add_evaluation(tf, model):
-    """The post's LSTM and output layer on held-out text, written out for scoring, on a copy
-    of the weights that `copy` takes: a report's score is computed in a second thread while
-    training goes on changing the weights. It reads integer ids, any number of tracks side by
-    side, each window's first row only as input and its last only as target, and gives the
-    summed loss, so that windows of any length add up to a mean over the whole text.
-
-    Layer by layer, the input's part of the gates, x_t W_x + b, is computed for the whole
-    window at once (for the first layer, x_t is one-hot: a row of W_x picked by its id), and
-    only h_{t-1} W_h is left to each step: the same sums as the cell's [x_t, h_{t-1}] W + b,
-    grouped otherwise (tests hold the two within 1e-5 nats a character)."""
+    """The post's cell and output layer on held-out text, run on a copy of the weights that
+    `copy` takes: a report's score is computed in a second thread while training goes on
+    changing the weights. It reads integer ids, any number of tracks side by side, each
+    window's first row only as input and its last only as target, and gives the summed loss,
+    so that windows of any length add up to a mean over the whole text."""
     tf1 = tf.compat.v1
     vocab_size = model.x.shape[2]
     ids = tf1.placeholder(tf.int32, [None, None], name="val_ids")
     init_state = tf1.placeholder(tf.float32, state_shape_for_streams(model.init_state, None),
                                  name="val_init_state")
-    state = cell_state(tf, init_state)
-    starts = [state] if len(model.layers) == 1 else list(state)
-    copies = []
 
-    def copy_of(name, source):
-        # A local variable, as tf.compat.v1.metrics keeps its counts: not trained, not saved
-        # in checkpoints, not among the model's variables.
-        variable = tf1.get_variable(name, source.shape, initializer=tf1.zeros_initializer(),
-                                    trainable=False, collections=[tf1.GraphKeys.LOCAL_VARIABLES])
-        copies.append(variable.assign(source))
-        return variable
+    def local(getter, *args, **kwargs):
+        # Local variables, as tf.compat.v1.metrics keeps its counts: not trained, not saved in
+        # checkpoints, not among the model's variables; and nothing drawn at random to start
+        # them, since `copy` fills them before they are read.
+        return getter(*args, **dict(kwargs, trainable=False, initializer=tf1.zeros_initializer(),
+                                    collections=[tf1.GraphKeys.LOCAL_VARIABLES]))
 
-    with tf1.variable_scope(HELD_OUT_SCOPE):
-        inputs, final = ids[:-1], []
-        for number, (layer, start) in enumerate(zip(model.layers, starts)):
-            kernel, bias = layer.weights
-            width = kernel.shape[0] - layer.output_size
-            with tf1.variable_scope(f"layer_{number}"):
-                input_kernel = copy_of("input_kernel", kernel[:width])
-                recurrent_kernel = copy_of("recurrent_kernel", kernel[width:])
-                bias = copy_of("bias", bias)
-            if number == 0:
-                input_parts = tf.gather(input_kernel, inputs) + bias
-            else:
-                input_parts = tf.tensordot(inputs, input_kernel, 1) + bias
-            inputs, c, h = recurrence(tf, input_parts, recurrent_kernel, layer._forget_bias,
-                                      start.c, start.h)
-            final.append(tf1.nn.rnn_cell.LSTMStateTuple(c, h))
-        logits = output_layer(tf, inputs, copy_of("out_w", model.out_w),
-                              copy_of("out_b", model.out_b))
+    with tf1.variable_scope(HELD_OUT_SCOPE, custom_getter=local):
+        layers = [tf1.nn.rnn_cell.LSTMCell(layer.output_size) for layer in model.layers]
+        cell = layers[0] if len(layers) == 1 else tf1.nn.rnn_cell.MultiRNNCell(layers)
+        out_w = tf1.get_variable("out_w", model.out_w.shape)
+        out_b = tf1.get_variable("out_b", model.out_b.shape)
+        outputs, last = tf1.nn.dynamic_rnn(
+            cell, tf.one_hot(ids[:-1], vocab_size), initial_state=cell_state(tf, init_state),
+            time_major=True, scope="rnn")
     loss_sum = tf.reduce_sum(
         tf1.nn.softmax_cross_entropy_with_logits_v2(
-            labels=tf.one_hot(tf.reshape(ids[1:], [-1]), vocab_size), logits=logits),
+            labels=tf.one_hot(tf.reshape(ids[1:], [-1]), vocab_size),
+            logits=output_layer(tf, outputs, out_w, out_b)),
         name="val_loss_sum")
-    final_state = stack_state(tf, final[0] if len(final) == 1 else tuple(final),
-                              name="val_final_state")
-    return Evaluation(tf.group(*copies, name="val_copy"), ids, init_state, final_state,
+    copies = [w for layer in layers for w in layer.weights] + [out_w, out_b]
+    weights = [w for layer in model.layers for w in layer.weights] + [model.out_w, model.out_b]
+    copy = tf.group(*[mine.assign(theirs) for mine, theirs in zip(copies, weights)],
+                    name="val_copy")
+    return Evaluation(copy, ids, init_state, stack_state(tf, last, name="val_final_state"),
                       loss_sum)
-
-
-def recurrence(tf, input_parts, recurrent_kernel, forget_bias, c, h):
-    """The LSTM's steps through a window whose input parts of the gates, x_t W_x + b, are
-    given ([steps, streams, 4 * hidden], gates in the cell's order i, j, f, o): each step adds
-    h_{t-1} W_h and goes on as LSTMCell does. Returns every step's h, and the last c and h."""
-    steps = tf.shape(input_parts)[0]
-
-    def step(t, c, h, outputs):
-        i, j, f, o = tf.split(input_parts[t] + tf.matmul(h, recurrent_kernel), 4, axis=1)
-        c = tf.sigmoid(f + forget_bias) * c + tf.sigmoid(i) * tf.tanh(j)
-        h = tf.sigmoid(o) * tf.tanh(c)
-        return t + 1, c, h, outputs.write(t, h)
-
-    _, c, h, outputs = tf.while_loop(lambda t, *rest: t < steps, step,
-                                     [0, c, h, tf.TensorArray(tf.float32, size=steps)])
-    return outputs.stack(), c, h
 
 
 def held_out_tracks(val_ids):

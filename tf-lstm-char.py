@@ -173,7 +173,7 @@ def train(session, model, batches, options, progress, report):
         last = it == options.iterations or report.stop_requested() or report.out_of_time()
         # A resumed run was reported on where it stopped.
         if (it % options.sample_every == 0 or last) and (it == 0 or it > first):
-            # The post's line; the report adds the epoch, the held-out loss and the speed.
+            # The post's line; the report adds the epoch and the speed.
             print(aux_funcs.report_line(it, smooth_loss[-1], **report.measure(session, last)))
             drawn = sample_by_options(session, model, options, report.vocab,
                                       options.sample_length, progress.rng)

@@ -1045,7 +1045,6 @@ class Report:
         progress, options = self.progress, self.options
         done, now = progress.iteration, time.perf_counter()
         self.bar.clear()
-        self.report_started = now
         self.cost.interval_done()
         fields = {"epoch": done / self.it_per_epoch}
         if self.val_slice is not None:
@@ -1062,6 +1061,8 @@ class Report:
                 left = max(0.0, min(left, 60 * options.minutes - elapsed))
             fields.update(rate=rate, elapsed=elapsed, left=left,
                           chars_per_second=rate * options.seq_length * options.batch_size)
+        # The report's own work starts here: a wait for the last score is counted as waited.
+        self.report_started = time.perf_counter()
         return fields
 
     def take_score(self, wait):
